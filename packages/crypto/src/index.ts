@@ -1,0 +1,5 @@
+export * from './errors.js';
+export * from './bytes.js';
+export * from './cipher.js';
+export * from './cmac.js';
+export * from './kcv.js';
