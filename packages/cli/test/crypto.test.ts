@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { BATCH_MAX_LINE_BYTES } from '../src/crypto.js';
+import { runPosp } from './run.js';
+
+const TDES_KEY = '5DB50B454F8389ADCE573BE50861F2BF'; // TR-31 test key with published KCV 5C9405
+
+describe('posp crypto subcommands', () => {
+  test('kcv, readable and --json', async () => {
+    const r = await runPosp(['crypto', 'kcv', '--alg', 'tdes', '--key', TDES_KEY.toLowerCase()]);
+    assert.equal(r.code, 0);
+    assert.equal(r.out, 'kcv  5C9405\n');
+    const j = await runPosp(['crypto', 'kcv', '--alg=tdes', `--key=${TDES_KEY}`, '--length', '4', '--json']);
+    assert.equal(j.code, 0);
+    assert.equal(JSON.parse(j.out).kcv.slice(0, 6), '5C9405');
+    assert.equal(JSON.parse(j.out).kcv.length, 8);
+  });
+  test('encrypt and decrypt (FIPS 197 C.1)', async () => {
+    const key = '000102030405060708090a0b0c0d0e0f';
+    const e = await runPosp([
+      'crypto',
+      'encrypt',
+      '--alg',
+      'aes',
+      '--mode',
+      'ecb',
+      '--key',
+      key,
+      '--data',
+      '00112233445566778899AABBCCDDEEFF',
+      '--json',
+    ]);
+    assert.deepEqual(JSON.parse(e.out), { data: '69C4E0D86A7B0430D8CDB78070B4C55A' });
+    const d = await runPosp([
+      'crypto',
+      'decrypt',
+      '--alg',
+      'aes',
+      '--mode',
+      'ecb',
+      '--key',
+      key,
+      '--data',
+      '69C4E0D86A7B0430D8CDB78070B4C55A',
+    ]);
+    assert.equal(d.out, 'data  00112233445566778899AABBCCDDEEFF\n');
+  });
+  test('a library error is printed with its code, exit 1, and no key value', async () => {
+    const r = await runPosp(['crypto', 'kcv', '--alg', 'tdes', '--key', 'ABCDEF0123']);
+    assert.equal(r.code, 1);
+    assert.equal(r.err, 'posp crypto: CRYPTO_KEY_LENGTH: key: TDES key must be 16 or 24 bytes, got 5\n');
+    assert.ok(!r.err.includes('ABCDEF0123'));
+  });
+  test('usage errors exit 2', async () => {
+    assert.equal((await runPosp(['crypto', 'nosuch'])).code, 2);
+    assert.equal((await runPosp(['crypto', 'kcv', '--alg'])).code, 2);
+    assert.equal((await runPosp(['crypto', 'kcv', 'stray'])).code, 2);
+    assert.equal((await runPosp(['crypto'])).code, 2);
+    assert.equal((await runPosp(['crypto', '--help'])).code, 0);
+  });
+  test('a missing field is named', async () => {
+    const r = await runPosp(['crypto', 'kcv', '--alg', 'tdes']);
+    assert.equal(r.err, 'posp crypto: CLI_REQUEST_INVALID: key: required\n');
+  });
+});
+
+describe('posp crypto batch', () => {
+  test('one result per line, in order; bad lines get an error and the batch goes on', async () => {
+    const lines = [
+      JSON.stringify({ op: 'kcv', alg: 'tdes', key: TDES_KEY }),
+      'not json',
+      '',
+      JSON.stringify({ op: 'nosuch' }),
+      JSON.stringify({ op: 'kcv', alg: 'tdes', key: '00' }),
+      JSON.stringify([1, 2]),
+      JSON.stringify({ op: 'kcv', alg: 'rc4', key: TDES_KEY }),
+      JSON.stringify({
+        op: 'encrypt',
+        alg: 'des',
+        mode: 'ecb',
+        key: '0123456789abcdef',
+        data: '4e6f772069732074',
+      }),
+    ];
+    const r = await runPosp(['crypto', 'batch'], `${lines.join('\r\n')}\n`);
+    const out = r.out
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.equal(r.code, 1);
+    assert.equal(out.length, 7);
+    assert.deepEqual(out[0], { kcv: '5C9405' });
+    assert.deepEqual(out[1], { error: { code: 'CLI_JSON_INVALID', message: 'request: not valid JSON' } });
+    assert.equal(out[2].error.code, 'CLI_OP_UNKNOWN');
+    assert.deepEqual(out[3], {
+      error: { code: 'CRYPTO_KEY_LENGTH', message: 'key: TDES key must be 16 or 24 bytes, got 1' },
+    });
+    assert.deepEqual(out[4], {
+      error: { code: 'CLI_JSON_INVALID', message: 'request: must be a JSON object' },
+    });
+    assert.deepEqual(out[5], {
+      error: { code: 'CLI_REQUEST_INVALID', message: 'alg: must be one of des, tdes, aes, sm4' },
+    });
+    assert.deepEqual(out[6], { data: '3FA40E8A984D4815' });
+  });
+  test('a last line without newline is answered; all good gives exit 0', async () => {
+    const r = await runPosp(['crypto', 'batch'], JSON.stringify({ op: 'kcv', alg: 'tdes', key: TDES_KEY }));
+    assert.equal(r.code, 0);
+    assert.equal(r.out, '{"kcv":"5C9405"}\n');
+  });
+  test('an overlong line is refused without stopping the batch', async () => {
+    const long = `{"op":"kcv","pad":"${'x'.repeat(BATCH_MAX_LINE_BYTES)}"}`;
+    const r = await runPosp(
+      ['crypto', 'batch'],
+      `${long}\n${JSON.stringify({ op: 'kcv', alg: 'tdes', key: TDES_KEY })}\n`,
+    );
+    const out = r.out
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.equal(out[0].error.code, 'CLI_LINE_TOO_LONG');
+    assert.deepEqual(out[1], { kcv: '5C9405' });
+  });
+});
