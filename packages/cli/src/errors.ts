@@ -1,6 +1,5 @@
 /** Error codes of the `posp` command line (the library codes pass through unchanged). */
 export const CLI_ERROR_CODES = {
-  CLI_USAGE: 'a command line is incomplete or has an unknown option (exit code 2)',
   CLI_JSON_INVALID: 'a batch line is not a JSON object',
   CLI_LINE_TOO_LONG: 'a batch line is longer than the batch line limit',
   CLI_OP_UNKNOWN: 'a request names an operation the calculator does not have',
