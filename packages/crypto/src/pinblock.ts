@@ -1,5 +1,7 @@
 /**
- * ISO 9564-1:2017 PIN blocks, clause 9.3 ("PIN block formats"):
+ * ISO 9564-1:2017 PIN blocks: clause 9.3 (64-bit formats 0-3, TDES) and 9.4.2 (128-bit format 4, AES).
+ * Clause numbers below follow the 2017 edition (9.3.2 format 0, 9.3.3 format 1, 9.3.4 format 2, 9.3.5 format 3,
+ * 9.4.2 format 4), as cited by openemv/pinblock.
  *
  * | format | size | cipher | content |
  * |---|---|---|---|
@@ -11,7 +13,7 @@
  *
  * "Clear block" below means the plaintext the cipher takes: for formats 0 and 3 that is the PIN field already
  * XORed with the PAN field (as ISO 9564-1 defines the plaintext PIN block); for format 4 it is the PIN field
- * (the PAN field enters only between the two AES encipherments, clause 9.3.5.4).
+ * (the PAN field enters only between the two AES encipherments, clause 9.4.2.3).
  *
  * Random fill comes from node:crypto `randomBytes` unless the caller injects `fill` (tests reproducing a
  * published vector, or a terminal with its own DRBG). Nothing here puts a PIN, PAN, key or block value in an
@@ -39,13 +41,12 @@ export interface EncodePinBlockOptions {
   fill?: PinBlockFill;
 }
 
-/** ISO 9564-1:2017 clause 5 (PIN length): 4 to 12 digits. */
+/** ISO 9564-1:2017 clauses 8.1 and 9.1: a PIN has 4 to 12 digits. */
 export const PIN_LENGTH_MIN = 4;
 export const PIN_LENGTH_MAX = 12;
-/** ISO/IEC 7812-1: a PAN has at most 19 digits. */
+/** ISO/IEC 7812-1: a PAN has 8 to 19 digits (10 to 19 with the 8-digit IINs of the 2017 edition). */
+export const PAN_LENGTH_MIN = 8;
 export const PAN_LENGTH_MAX = 19;
-/** Formats 0 and 3 take the 12 rightmost PAN digits excluding the check digit, so 13 digits at least. */
-export const PAN_LENGTH_MIN_ISO0 = 13;
 
 const DIGITS_RE = /^[0-9]*$/;
 /** A bounded number of draws from the random source for format 3 (rejection sampling of A-F). */
@@ -53,7 +54,7 @@ const FORMAT3_MAX_DRAWS = 8;
 
 // --- input checks (shared with pinverify.ts) ---
 
-/** Throws CRYPTO_PIN_INVALID unless `pin` is 4 to 12 decimal digits (ISO 9564-1:2017 clause 5). */
+/** Throws CRYPTO_PIN_INVALID unless `pin` is 4 to 12 decimal digits (ISO 9564-1:2017 clauses 8.1, 9.1). */
 export function assertPin(pin: string, field = 'pin'): void {
   if (typeof pin !== 'string') throw new TypeError(`${field} must be a string`);
   if (!DIGITS_RE.test(pin)) throw new CryptoError('CRYPTO_PIN_INVALID', field, 'must be decimal digits only');
@@ -101,7 +102,7 @@ function assertFormat(format: number): asserts format is PinBlockFormat {
   }
 }
 
-/** Formats 0-3 are enciphered with TDES (ISO 9564-1 clause 6.2 approved algorithms), format 4 with AES. */
+/** Formats 0-3 are 64-bit blocks for TDES (clause 9.3), format 4 a 128-bit block for AES (clause 9.4.2). */
 function assertPinKey(format: PinBlockFormat, key: Uint8Array): void {
   if (!(key instanceof Uint8Array)) throw new TypeError('key must be a Uint8Array');
   if (format === 4) {
@@ -188,7 +189,7 @@ function fillNibbles(format: 1 | 3 | 4, count: number, fill: PinBlockFill | unde
     wipe(bytes);
     return out;
   }
-  // Format 3 (clause 9.3.4.2): each fill nibble is random in A-F. Unbiased: a byte below 252 maps by % 6.
+  // Format 3 (clause 9.3.5.2): each fill nibble is random in A-F. Unbiased: a byte below 252 maps by % 6.
   const out = new Uint8Array(count);
   let have = 0;
   for (let draw = 0; draw < FORMAT3_MAX_DRAWS && have < count; draw++) {
@@ -207,7 +208,7 @@ function fillNibbles(format: 1 | 3 | 4, count: number, fill: PinBlockFill | unde
 
 // --- PIN field (the PIN-carrying nibbles common to every format) ---
 
-/** Nibbles C, N, P..P, fill: the first 16 nibbles of every format (clause 9.3.1 to 9.3.5). */
+/** Nibbles C, N, P..P, fill: the first 16 nibbles of every format (clauses 9.3.2.2 to 9.3.5.2, 9.4.2.2.2). */
 function pinFieldNibbles(control: number, pin: string, fill: Uint8Array | number): Uint8Array {
   const out = new Uint8Array(16);
   out[0] = control;
@@ -260,10 +261,13 @@ function parsePinField(nibbles: Uint8Array, format: PinBlockFormat, rule: FillRu
   return pin;
 }
 
-/** Formats 0 and 3, clause 9.3.1.3: 0000 followed by the 12 rightmost PAN digits excluding the check digit. */
+/**
+ * Formats 0 and 3, clauses 9.3.2.3 and 9.3.5.3: 0000 then the 12 rightmost PAN digits excluding the check
+ * digit; a PAN with fewer than 12 digits before its check digit is right-justified with leading zeros.
+ */
 function panFieldIso0(pan: string | undefined, format: 0 | 3): Uint8Array {
-  const p = assertPan(pan, `ISO 9564 format ${format} (12 digits plus the check digit)`, PAN_LENGTH_MIN_ISO0);
-  const digits = p.slice(-13, -1);
+  const p = assertPan(pan, `ISO 9564 format ${format}`, PAN_LENGTH_MIN);
+  const digits = p.slice(0, -1).slice(-12).padStart(12, '0');
   const out = new Uint8Array(16);
   for (let i = 0; i < 12; i++) out[4 + i] = digits.charCodeAt(i) - 0x30;
   return out;
@@ -299,7 +303,7 @@ function decodeWithPan(format: 0 | 3, block: Uint8Array, pan: string | undefined
 
 // --- format 0 ---
 
-/** ISO 9564-1:2017 clause 9.3.1, format 0 (ANSI X9.8): clear PIN block = PIN field XOR PAN field. */
+/** ISO 9564-1:2017 clause 9.3.2, format 0 (ANSI X9.8): clear PIN block = PIN field XOR PAN field. */
 export function encodePinBlockIso0(pin: string, pan: string): Uint8Array {
   return encodeWithPan(0, pin, pan);
 }
@@ -311,7 +315,7 @@ export function decodePinBlockIso0(block: Uint8Array, pan: string): string {
 
 // --- format 1 ---
 
-/** Clause 9.3.2, format 1: no PAN; the 14 - N nibbles after the PIN are a transaction field (random here). */
+/** Clause 9.3.3, format 1: no PAN; the 14 - N nibbles after the PIN are a transaction field (random here). */
 export function encodePinBlockIso1(pin: string, opts: EncodePinBlockOptions = {}): Uint8Array {
   assertPin(pin);
   const fill = fillNibbles(1, 14 - pin.length, opts.fill);
@@ -334,7 +338,7 @@ export function decodePinBlockIso1(block: Uint8Array): string {
 
 // --- format 2 ---
 
-/** Clause 9.3.3, format 2: for ICC offline PIN only (a PIN block sent to the card); F filler, no PAN. */
+/** Clause 9.3.4, format 2: for ICC offline PIN only (a PIN block sent to the card); F filler, no PAN. */
 export function encodePinBlockIso2(pin: string): Uint8Array {
   assertPin(pin);
   const field = pinFieldNibbles(2, pin, 0xf);
@@ -355,7 +359,7 @@ export function decodePinBlockIso2(block: Uint8Array): string {
 
 // --- format 3 ---
 
-/** Clause 9.3.4, format 3: format 0 with a random A-F filler, so equal PINs on one PAN give different blocks. */
+/** Clause 9.3.5, format 3: format 0 with a random A-F filler, so equal PINs on one PAN give different blocks. */
 export function encodePinBlockIso3(pin: string, pan: string, opts: EncodePinBlockOptions = {}): Uint8Array {
   return encodeWithPan(3, pin, pan, opts.fill);
 }
@@ -368,7 +372,7 @@ export function decodePinBlockIso3(block: Uint8Array, pan: string): string {
 // --- format 4 ---
 
 /**
- * Clause 9.3.5.2, format 4 plaintext PIN field (16 bytes): control 4, PIN length, PIN digits, A fill up to
+ * Clause 9.4.2.2.2, format 4 plaintext PIN field (16 bytes): control 4, PIN length, PIN digits, A fill up to
  * nibble 16, then 8 random bytes.
  */
 export function encodePinFieldIso4(pin: string, opts: EncodePinBlockOptions = {}): Uint8Array {
@@ -395,11 +399,11 @@ export function decodePinFieldIso4(field: Uint8Array): string {
 }
 
 /**
- * Clause 9.3.5.3, format 4 plaintext PAN field (16 bytes): M = PAN length - 12 (0 when 12 or fewer), the PAN
+ * Clause 9.4.2.2.3, format 4 plaintext PAN field (16 bytes): M = PAN length - 12 (0 when 12 or fewer), the PAN
  * (right-justified in 12 digits with leading zeros when shorter than 12), then zero padding.
  */
 export function encodePanFieldIso4(pan: string): Uint8Array {
-  const p = assertPan(pan, 'ISO 9564 format 4', 1);
+  const p = assertPan(pan, 'ISO 9564 format 4', PAN_LENGTH_MIN);
   const digits = p.padStart(12, '0');
   const nibbles = new Uint8Array(32);
   nibbles[0] = Math.max(0, p.length - 12);
@@ -408,7 +412,7 @@ export function encodePanFieldIso4(pan: string): Uint8Array {
 }
 
 /**
- * Clause 9.3.5.4, format 4 encipherment: block = E(K, E(K, PIN field) XOR PAN field), AES-ECB under `key`.
+ * Clause 9.4.2.3, format 4 encipherment: block = E(K, E(K, PIN field) XOR PAN field), AES-ECB under `key`.
  * Binding the PAN between two encipherments keeps the PAN out of the PIN field while still tying them.
  */
 export function encryptPinBlockIso4(
@@ -428,7 +432,7 @@ export function encryptPinBlockIso4(
   return out;
 }
 
-/** Clause 9.3.5.5: PIN field = D(K, D(K, block) XOR PAN field); a wrong PAN or key fails the field checks. */
+/** Inverse of clause 9.4.2.3: PIN field = D(K, D(K, block) XOR PAN field); a wrong PAN or key fails the field checks. */
 export function decryptPinBlockIso4(key: Uint8Array, block: Uint8Array, pan: string): string {
   assertPinKey(4, key);
   assertBlockLength(4, block);
@@ -489,7 +493,7 @@ export function decodePinBlock(format: PinBlockFormat, block: Uint8Array, pan?: 
 
 /**
  * Encodes and enciphers: TDES-ECB of the clear block for formats 0-3 (16- or 24-byte key), the two-pass AES
- * of clause 9.3.5.4 for format 4 (which requires `pan`). The clear block is wiped.
+ * of clause 9.4.2.3 for format 4 (which requires `pan`). The clear block is wiped.
  */
 export function encryptPinBlock(
   format: PinBlockFormat,
@@ -501,7 +505,7 @@ export function encryptPinBlock(
   assertFormat(format);
   assertPinKey(format, key);
   if (format === 4) {
-    return encryptPinBlockIso4(key, pin, assertPan(pan, 'ISO 9564 format 4', 1), opts);
+    return encryptPinBlockIso4(key, pin, assertPan(pan, 'ISO 9564 format 4', PAN_LENGTH_MIN), opts);
   }
   const clear = encodePinBlock(format, pin, pan, opts);
   try {
@@ -521,7 +525,8 @@ export function decryptPinBlock(
   assertFormat(format);
   assertPinKey(format, key);
   assertBlockLength(format, block);
-  if (format === 4) return decryptPinBlockIso4(key, block, assertPan(pan, 'ISO 9564 format 4', 1));
+  if (format === 4)
+    return decryptPinBlockIso4(key, block, assertPan(pan, 'ISO 9564 format 4', PAN_LENGTH_MIN));
   const clear = tdesDecryptEcb(key, block);
   try {
     return decodePinBlock(format, clear, pan);

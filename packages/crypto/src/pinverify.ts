@@ -17,7 +17,7 @@
 import { equalBytes, fromAscii, toHex, wipe, xor } from './bytes.js';
 import { desEncryptEcb, tdesEncryptEcb } from './cipher.js';
 import { CryptoError } from './errors.js';
-import { assertPan, assertPin } from './pinblock.js';
+import { assertPan, assertPin, PAN_LENGTH_MIN } from './pinblock.js';
 
 const DIGITS_RE = /^[0-9]*$/;
 const HEX_DIGIT_RE = /^[0-9A-Fa-f]$/;
@@ -220,8 +220,6 @@ export function verifyPvvVisa(pvk: Uint8Array, pvki: string, pin: string, pan: s
 /** Service codes Visa fixes for the variants: CVV2 (printed on the card) 000, iCVV (chip track 2) 999. */
 export const SERVICE_CODE_CVV2 = '000';
 export const SERVICE_CODE_ICVV = '999';
-/** ISO/IEC 7812-1:2017: a PAN has 8 to 19 digits. */
-const PAN_LENGTH_MIN_CVV = 8;
 
 function assertCvk(cvk: Uint8Array): void {
   if (!(cvk instanceof Uint8Array)) throw new TypeError('cvk must be a Uint8Array');
@@ -246,7 +244,7 @@ export function generateCvvVisa(
   serviceCode: string,
 ): string {
   assertCvk(cvk);
-  const p = assertPan(pan, 'a CVV', PAN_LENGTH_MIN_CVV);
+  const p = assertPan(pan, 'a CVV', PAN_LENGTH_MIN);
   assertDigits(expiryYymm, 'expiryYymm', 4, 4, ' (YYMM)');
   assertDigits(serviceCode, 'serviceCode', 3, 3, '');
   const data = new Uint8Array(Buffer.from(`${p}${expiryYymm}${serviceCode}`.padEnd(32, '0'), 'hex'));

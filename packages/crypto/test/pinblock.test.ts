@@ -88,8 +88,7 @@ describe('ISO 9564 PIN block decode vectors (op pinblock_decode)', () => {
 });
 
 const pinArb = fc.stringMatching(/^[0-9]{4,12}$/);
-const panArb = fc.stringMatching(/^[0-9]{13,19}$/);
-const shortPanArb = fc.stringMatching(/^[0-9]{1,19}$/);
+const panArb = fc.stringMatching(/^[0-9]{8,19}$/);
 const tdesKeyArb = fc.oneof(
   fc.uint8Array({ minLength: 16, maxLength: 16 }),
   fc.uint8Array({ minLength: 24, maxLength: 24 }),
@@ -124,9 +123,9 @@ describe('round trips (fast-check)', () => {
       );
     });
   }
-  test('format 4: decrypt(encrypt(pin)) == pin under AES, any PAN of 1 to 19 digits', () => {
+  test('format 4: decrypt(encrypt(pin)) == pin under AES', () => {
     fc.assert(
-      fc.property(aesKeyArb, pinArb, shortPanArb, (key, pin, pan) => {
+      fc.property(aesKeyArb, pinArb, panArb, (key, pin, pan) => {
         const block = encryptPinBlock(4, key, pin, pan);
         assert.equal(block.length, 16);
         assert.equal(decryptPinBlock(4, key, block, pan), pin);
@@ -186,6 +185,21 @@ describe('fill injection', () => {
   });
 });
 
+describe('short PANs (ISO 9564-1 clauses 9.3.2.3, 9.4.2.2.3)', () => {
+  test('format 0/3: fewer than 12 digits before the check digit are right-justified with zeros', () => {
+    // PAN 123456789: check digit 9 dropped, 12345678 -> PAN field 0000 0000 1234 5678
+    assert.equal(toHex(encodePinBlockIso0('1234', '123456789')), '041234FFEDCBA987');
+    assert.equal(decodePinBlockIso0(fromHex('041234FFEDCBA987'), '123456789'), '1234');
+    assert.equal(decodePinBlockIso0(fromHex('041234FFEDCBA987'), '0000123456789'), '1234');
+  });
+  test('a 13-digit PAN uses exactly its first 12 digits', () => {
+    assert.equal(
+      toHex(encodePinBlockIso0('1234', '1234567890123')),
+      toHex(encodePinBlockIso0('1234', '01234567890123')),
+    );
+  });
+});
+
 describe('wrong key or PAN', () => {
   const tdesKey = fromHex('0123456789ABCDEFFEDCBA9876543210');
   const aesKey = fromHex('00112233445566778899AABBCCDDEEFF');
@@ -237,27 +251,27 @@ describe('errors: exact code and message, never the secret', () => {
     ],
     [
       'PAN too short for format 0',
-      () => encodePinBlock(0, '1234', '555555555123'),
+      () => encodePinBlock(0, '1234', '5555555'),
       'CRYPTO_PAN_INVALID',
-      'pan: must be at least 13 digits for ISO 9564 format 0 (12 digits plus the check digit), got 12',
+      'pan: must be at least 8 digits for ISO 9564 format 0, got 7',
     ],
     [
       'PAN too short for format 3 decode',
       () => decodePinBlock(3, fromHex('341261AAAAEDCBA9'), '5555'),
       'CRYPTO_PAN_INVALID',
-      'pan: must be at least 13 digits for ISO 9564 format 3 (12 digits plus the check digit), got 4',
+      'pan: must be at least 8 digits for ISO 9564 format 3, got 4',
     ],
     [
       'PAN missing for format 0',
       () => encodePinBlock(0, '1234'),
       'CRYPTO_PAN_INVALID',
-      'pan: is required for ISO 9564 format 0 (12 digits plus the check digit)',
+      'pan: is required for ISO 9564 format 0',
     ],
     [
       'PAN empty for format 4',
       () => encodePanFieldIso4(''),
       'CRYPTO_PAN_INVALID',
-      'pan: must be at least 1 digit for ISO 9564 format 4, got 0',
+      'pan: must be at least 8 digits for ISO 9564 format 4, got 0',
     ],
     [
       'PAN missing for format 4 encryption',
@@ -411,7 +425,7 @@ describe('errors: exact code and message, never the secret', () => {
       fc.property(fc.stringMatching(/^[0-9]{13,19}$/), fc.stringMatching(/^[0-9]{4,12}$/), (pan, pin) => {
         const attempts: (() => unknown)[] = [
           () => encodePinBlock(0, `${pin}5`.padEnd(13, '7'), pan),
-          () => encodePinBlock(0, pin, pan.slice(0, 12)),
+          () => encodePinBlock(0, pin, pan.slice(0, 7)),
           () => encodePinBlock(3, pin, `${pan.slice(0, 18)}X`),
           () => decodePinBlock(0, encodePinBlock(3, pin, pan), pan),
           () => decryptPinBlock(4, new Uint8Array(16), new Uint8Array(16), pan),
