@@ -3,9 +3,25 @@
  * `posp crypto batch`. A request is a JSON object with an `op`; the result is a JSON object of
  * upper-case hex (or text) values. Library errors (CryptoError) pass through with their codes.
  */
-import { decrypt, encrypt, keyCheckValue, toHex } from '@openposp/crypto';
+import {
+  decodePinBlock,
+  decrypt,
+  decryptPinBlock,
+  encodePinBlock,
+  encodePanFieldIso4,
+  encrypt,
+  encryptPinBlock,
+  generateCvvVisa,
+  generateOffsetIbm3624,
+  generatePinIbm3624,
+  generatePvvVisa,
+  keyCheckValue,
+  type PinBlockFormat,
+  selectValidationDataIbm3624,
+  toHex,
+} from '@openposp/crypto';
 import { CliError } from './errors.js';
-import { hex, oneOf, optHex, optInt, optOneOf, type Request } from './request.js';
+import { hex, int, oneOf, optHex, optInt, optOneOf, optStr, type Request, str } from './request.js';
 
 export type Result = Record<string, string>;
 
@@ -36,6 +52,20 @@ function cipherOp(decrypting: boolean): OpDef {
   };
 }
 
+/** IBM 3624 parameters shared by the offset and PIN operations (payShield/psec defaults). */
+function ibm3624Inputs(req: Request) {
+  const pan = str(req, 'pan');
+  const validationData = selectValidationDataIbm3624(pan, {
+    offset: optInt(req, 'panOffset', 0, 18) ?? 0,
+    length: optInt(req, 'panLength', 1, 16) ?? Math.min(16, pan.length),
+    pad: optStr(req, 'panPad') ?? 'F',
+  });
+  return { pvk: hex(req, 'pvk'), table: optStr(req, 'decimalisation') ?? '0123456789012345', validationData };
+}
+
+const IBM3624_FIELDS =
+  'pvk=H pan=digits [decimalisation=16 digits, default 0123456789012345] [panOffset=N panLength=N panPad=F]';
+
 export const OPS: Record<string, OpDef> = {
   kcv: {
     summary: 'key check value (TDES/SM4: encrypt zeros; AES: CMAC of zeros per X9.24-3)',
@@ -52,6 +82,65 @@ export const OPS: Record<string, OpDef> = {
   },
   encrypt: cipherOp(false),
   decrypt: cipherOp(true),
+  'pinblock.encode': {
+    summary: 'ISO 9564-1 PIN block, clear (no key) or encrypted (TDES for 0-3, AES for 4)',
+    fields: 'format=0..4 pin=digits [pan=digits] [key=H]',
+    run(req): Result {
+      const format = int(req, 'format', 0, 4) as PinBlockFormat;
+      const pin = str(req, 'pin');
+      const pan = optStr(req, 'pan');
+      const key = optHex(req, 'key');
+      if (key) return { block: toHex(encryptPinBlock(format, key, pin, pan)) };
+      const block = toHex(encodePinBlock(format, pin, pan));
+      // Clear format 4 is the PIN field; its PAN field is shown beside it since encryption binds both.
+      return format === 4 && pan !== undefined
+        ? { block, panField: toHex(encodePanFieldIso4(pan)) }
+        : { block };
+    },
+  },
+  'pinblock.decode': {
+    summary: 'the PIN in a clear or encrypted ISO 9564-1 PIN block',
+    fields: 'format=0..4 block=H [pan=digits] [key=H]',
+    run(req) {
+      const format = int(req, 'format', 0, 4) as PinBlockFormat;
+      const block = hex(req, 'block');
+      const pan = optStr(req, 'pan');
+      const key = optHex(req, 'key');
+      return { pin: key ? decryptPinBlock(format, key, block, pan) : decodePinBlock(format, block, pan) };
+    },
+  },
+  pvv: {
+    summary: 'Visa PIN verification value',
+    fields: 'pvk=H pvki=digit pin=digits pan=digits',
+    run(req) {
+      return { pvv: generatePvvVisa(hex(req, 'pvk'), str(req, 'pvki'), str(req, 'pin'), str(req, 'pan')) };
+    },
+  },
+  'ibm3624.offset': {
+    summary: 'IBM 3624 PIN offset for a chosen PIN',
+    fields: `${IBM3624_FIELDS} pin=digits`,
+    run(req) {
+      const { pvk, table, validationData } = ibm3624Inputs(req);
+      return { offset: generateOffsetIbm3624(pvk, table, validationData, str(req, 'pin')) };
+    },
+  },
+  'ibm3624.pin': {
+    summary: 'IBM 3624 PIN from its offset',
+    fields: `${IBM3624_FIELDS} offset=digits`,
+    run(req) {
+      const { pvk, table, validationData } = ibm3624Inputs(req);
+      return { pin: generatePinIbm3624(pvk, table, validationData, str(req, 'offset')) };
+    },
+  },
+  cvv: {
+    summary: 'Visa CVV (service code from the track), CVV2 (000) or iCVV (999)',
+    fields: 'cvk=H pan=digits expiry=YYMM serviceCode=3 digits',
+    run(req) {
+      return {
+        cvv: generateCvvVisa(hex(req, 'cvk'), str(req, 'pan'), str(req, 'expiry'), str(req, 'serviceCode')),
+      };
+    },
+  },
 };
 
 /** Runs one request; throws CliError or CryptoError. */

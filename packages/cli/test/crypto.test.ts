@@ -122,3 +122,57 @@ describe('posp crypto batch', () => {
     assert.deepEqual(out[1], { kcv: '5C9405' });
   });
 });
+
+async function batchOf(reqs: object[]): Promise<Record<string, unknown>[]> {
+  const r = await runPosp(['crypto', 'batch'], reqs.map((q) => JSON.stringify(q)).join('\n'));
+  return r.out
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+describe('posp crypto: PIN blocks and PIN verification (published vectors)', () => {
+  const pvk = '0123456789ABCDEFFEDCBA9876543210';
+  test('PIN blocks: X9.24-1 A.4 clear format 0; format 1 decode; random formats round-trip under a key', async () => {
+    const out = await batchOf([
+      { op: 'pinblock.encode', format: 0, pin: '1234', pan: '4012345678909' },
+      { op: 'pinblock.decode', format: 1, block: '1512345EDCBA9876' },
+      { op: 'pinblock.encode', format: '2', pin: '1234' },
+      { op: 'pinblock.decode', format: 0, block: '041274edcba9876f', pan: '4012345678909' },
+      { op: 'pinblock.encode', format: 0, pin: '12', pan: '4012345678909' },
+    ]);
+    assert.deepEqual(out[0], { block: '041274EDCBA9876F' });
+    assert.deepEqual(out[1], { pin: '12345' });
+    assert.deepEqual(out[2], { block: '241234FFFFFFFFFF' });
+    assert.deepEqual(out[3], { pin: '1234' });
+    assert.equal((out[4] as { error: { code: string } }).error.code, 'CRYPTO_PIN_INVALID');
+    for (const [format, key] of [
+      [3, '0123456789ABCDEFFEDCBA9876543210'],
+      [4, 'AF8CB133A78F8DC2D1359F18527593FB'],
+    ] as const) {
+      const enc = (
+        await batchOf([{ op: 'pinblock.encode', format, pin: '987654', pan: '4111111111111111', key }])
+      )[0]!;
+      const dec = await batchOf([
+        { op: 'pinblock.decode', format, block: enc.block, pan: '4111111111111111', key },
+      ]);
+      assert.deepEqual(dec[0], { pin: '987654' });
+    }
+  });
+  test('clear format 4 shows the PIN field and the PAN field (X9.24-3 supplement)', async () => {
+    const [r] = await batchOf([{ op: 'pinblock.encode', format: 4, pin: '1234', pan: '4111111111111111' }]);
+    assert.equal((r!.block as string).slice(0, 16), '441234AAAAAAAAAA');
+    assert.equal(r!.panField, '44111111111111111000000000000000');
+  });
+  test('PVV, IBM 3624 offset and PIN, CVV (psec and Visa test data)', async () => {
+    const out = await batchOf([
+      { op: 'pvv', pvk, pvki: '1', pin: '4524', pan: '1122334455667788' },
+      { op: 'ibm3624.offset', pvk, decimalisation: '1234567890123456', pin: '4524', pan: '1122334455667788' },
+      { op: 'ibm3624.pin', pvk, decimalisation: '1234567890123456', offset: '0000', pan: '1122334455667788' },
+      { op: 'cvv', cvk: pvk, pan: '4123456789012', expiry: '8701', serviceCode: '101' },
+      { op: 'ibm3624.pin', pvk, decimalisation: '12345678901234', offset: '0000', pan: '1122334455667788' },
+    ]);
+    assert.deepEqual(out.slice(0, 4), [{ pvv: '8523' }, { offset: '0000' }, { pin: '4524' }, { cvv: '370' }]);
+    assert.equal((out[4] as { error: { code: string } }).error.code, 'CRYPTO_DECIMALISATION');
+  });
+});

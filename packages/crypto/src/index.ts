@@ -3,3 +3,5 @@ export * from './bytes.js';
 export * from './cipher.js';
 export * from './cmac.js';
 export * from './kcv.js';
+export * from './pinblock.js';
+export * from './pinverify.js';
