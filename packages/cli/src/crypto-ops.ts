@@ -14,7 +14,11 @@ import {
   generateCvvVisa,
   generateOffsetIbm3624,
   generatePinIbm3624,
+  generateMac,
   generatePvvVisa,
+  type Iso9797Padding,
+  MAC_ALGORITHMS,
+  MAC_CIPHERS,
   keyCheckValue,
   type PinBlockFormat,
   selectValidationDataIbm3624,
@@ -107,6 +111,23 @@ export const OPS: Record<string, OpDef> = {
       const pan = optStr(req, 'pan');
       const key = optHex(req, 'key');
       return { pin: key ? decryptPinBlock(format, key, block, pan) : decodePinBlock(format, block, pan) };
+    },
+  },
+  mac: {
+    summary: 'MAC: ISO 9797-1 alg 1 (X9.9) or 3 (X9.19), CMAC, UnionPay POS ECB (field 64 text)',
+    fields:
+      'alg=iso9797-1-1|iso9797-1-3|cmac|cup-ecb key=H data=H [padding=1|2|3] [length=N] [cipher=tdes|aes]',
+    run(req): Result {
+      const alg = oneOf(req, 'alg', MAC_ALGORITHMS);
+      const padding = optInt(req, 'padding', 1, 3) as Iso9797Padding | undefined;
+      const length = optInt(req, 'length', 1, 16);
+      const cipher = optOneOf(req, 'cipher', MAC_CIPHERS);
+      const opts = { ...(padding && { padding }), ...(length && { length }), ...(cipher && { cipher }) };
+      const mac = generateMac(alg, hex(req, 'key'), hex(req, 'data'), opts);
+      // The UnionPay MAC is 8 ASCII hex characters in field 64: show them as text too.
+      return alg === 'cup-ecb'
+        ? { mac: toHex(mac), macText: Buffer.from(mac).toString('latin1') }
+        : { mac: toHex(mac) };
     },
   },
   pvv: {

@@ -176,3 +176,24 @@ describe('posp crypto: PIN blocks and PIN verification (published vectors)', () 
     assert.equal((out[4] as { error: { code: string } }).error.code, 'CRYPTO_DECIMALISATION');
   });
 });
+
+describe('posp crypto mac', () => {
+  test('UnionPay ECB MAC (solo123/pgate worked example), X9.19 (psec), CMAC needs a cipher for 16-byte keys', async () => {
+    const out = await batchOf([
+      { op: 'mac', alg: 'cup-ecb', key: '2222222222222222', data: '1234567890ABCDEFABCDEF1234567890' },
+      {
+        op: 'mac',
+        alg: 'iso9797-1-3',
+        key: '41414141414141414242424242424242',
+        data: '68656c6c6f20776f726c64',
+        padding: 1,
+      },
+      { op: 'mac', alg: 'cmac', key: '2B7E151628AED2A6ABF7158809CF4F3C', data: '', cipher: 'aes' },
+      { op: 'mac', alg: 'cmac', key: '2B7E151628AED2A6ABF7158809CF4F3C', data: '' },
+    ]);
+    assert.deepEqual(out[0], { mac: '4532363742364532', macText: 'E267B6E2' });
+    assert.deepEqual(out[1], { mac: '3DDE5C5511661CBF' });
+    assert.deepEqual(out[2], { mac: 'BB1D6929E95937287FA37D129B756746' }); // SP 800-38B D.1 example 1
+    assert.equal((out[3] as { error: { code: string } }).error.code, 'CRYPTO_PARAM');
+  });
+});

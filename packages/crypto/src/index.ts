@@ -5,3 +5,4 @@ export * from './cmac.js';
 export * from './kcv.js';
 export * from './pinblock.js';
 export * from './pinverify.js';
+export * from './mac.js';
