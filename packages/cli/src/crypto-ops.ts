@@ -22,6 +22,7 @@ import {
   keyCheckValue,
   type PinBlockFormat,
   selectValidationDataIbm3624,
+  sm3,
   toHex,
 } from '@openposp/crypto';
 import { CliError } from './errors.js';
@@ -128,6 +129,13 @@ export const OPS: Record<string, OpDef> = {
       return alg === 'cup-ecb'
         ? { mac: toHex(mac), macText: Buffer.from(mac).toString('latin1') }
         : { mac: toHex(mac) };
+    },
+  },
+  sm3: {
+    summary: 'SM3 digest (GB/T 32905)',
+    fields: 'data=H',
+    run(req) {
+      return { digest: toHex(sm3(hex(req, 'data'))) };
     },
   },
   pvv: {

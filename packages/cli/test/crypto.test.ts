@@ -197,3 +197,10 @@ describe('posp crypto mac', () => {
     assert.equal((out[3] as { error: { code: string } }).error.code, 'CRYPTO_PARAM');
   });
 });
+
+test('posp crypto sm3 (GB/T 32905-2016 Annex A.1)', async () => {
+  const r = await runPosp(['crypto', 'sm3', '--data', '616263', '--json']);
+  assert.deepEqual(JSON.parse(r.out), {
+    digest: '66C7F0F462EEEDD9D1F2D46BDC10E4E24167C4875CF2F7A2297DA02B8F4BA8E0',
+  });
+});

@@ -6,3 +6,4 @@ export * from './kcv.js';
 export * from './pinblock.js';
 export * from './pinverify.js';
 export * from './mac.js';
+export * from './sm.js';
