@@ -190,6 +190,7 @@ const MAX_BLOCK_LENGTH = 9999; // the length field has 4 decimal digits (X9.143 
 const MAX_OPTIONAL_BLOCKS = 99; // 2 decimal digits
 const MAX_SHORT_BLOCK_LENGTH = 0xff; // 2 hex digits; 00 announces the extended form
 const MAX_EXTENDED_BLOCK_LENGTH = 0xffff; // 4 hex digits after the length of length 04
+const MAX_KEY_LENGTH = 8191; // the payload's key length field is 16 bits, in bits (TR-31:2018 §A.4)
 
 const ALNUM = /^[0-9A-Za-z]+$/;
 const DIGITS = /^[0-9]+$/;
@@ -567,11 +568,11 @@ export function wrapKeyBlock(
     }
   }
   const masked = opts.maskedKeyLength ?? key.length;
-  if (!Number.isInteger(masked) || masked < key.length || masked > 4096) {
+  if (!Number.isInteger(masked) || masked < key.length || masked > MAX_KEY_LENGTH) {
     throw new CryptoError(
       'CRYPTO_PARAM',
       'opts.maskedKeyLength',
-      `must be an integer from the key length (${key.length}) to 4096`,
+      `must be an integer from the key length (${key.length}) to ${MAX_KEY_LENGTH}`,
     );
   }
   const random = opts.random ?? ((n: number) => new Uint8Array(randomBytes(n)));
