@@ -605,14 +605,15 @@ export function wrapKeyBlock(
   const bits = key.length * 8;
   const clear = concat(new Uint8Array([bits >> 8, bits & 0xff]), key, padding);
   const { kbek, kbak } = deriveKeyBlockKeys(version, kbpk);
+  const macInput = concat(fromAscii(text), clear);
   try {
-    const tag = cmac(spec.cipher, kbak, concat(fromAscii(text), clear));
+    const tag = cmac(spec.cipher, kbak, macInput);
     const mac = tag.slice(0, spec.macLength);
     const encrypted =
       spec.mode === 'ctr' ? aesCtr(kbek, mac, clear) : encrypt(spec.cipher, 'cbc', kbek, clear, mac);
     return text + toUpperHex(encrypted) + toUpperHex(mac);
   } finally {
-    wipe(clear, padding, kbek, kbak);
+    wipe(clear, padding, macInput, kbek, kbak);
   }
 }
 
@@ -672,6 +673,7 @@ export function unwrapKeyBlock(kbpk: Uint8Array, block: string): UnwrappedKeyBlo
   const headerBytes = fromAscii(headerText);
   const { kbek, kbak } = deriveKeyBlockKeys(version, kbpk);
   let clear: Uint8Array | undefined;
+  let macInput: Uint8Array | undefined;
   try {
     if (spec.binding === 'variant') {
       const expected = variantMac(kbak, concat(headerBytes, payload));
@@ -681,7 +683,8 @@ export function unwrapKeyBlock(kbpk: Uint8Array, block: string): UnwrappedKeyBlo
     } else {
       clear =
         spec.mode === 'ctr' ? aesCtr(kbek, mac, payload) : decrypt(spec.cipher, 'cbc', kbek, payload, mac);
-      const tag = cmac(spec.cipher, kbak, concat(headerBytes, clear));
+      macInput = concat(headerBytes, clear);
+      const tag = cmac(spec.cipher, kbak, macInput);
       const ok = equalBytes(tag.subarray(0, spec.macLength), mac);
       wipe(tag);
       if (!ok) throw macError();
@@ -713,7 +716,7 @@ export function unwrapKeyBlock(kbpk: Uint8Array, block: string): UnwrappedKeyBlo
     }
     return { key: clear.slice(2, 2 + length), header, headerText };
   } finally {
-    wipe(clear, kbek, kbak);
+    wipe(clear, macInput, kbek, kbak);
   }
 }
 
