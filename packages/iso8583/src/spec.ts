@@ -155,7 +155,8 @@ export interface MessageSpec {
   overrides?: Array<{ mti: string[]; fields: Record<string, FieldSpec> }>;
   /**
    * Fields a response copies from its request in `startResponse`. Default:
-   * 2, 3, 4, 7, 11, 12, 13, 14, 22, 23, 25, 32, 35, 37, 41, 42, 49, 60 minus those the spec lacks.
+   * 2, 3, 4, 7, 11, 12, 13, 32, 37, 41, 42, 49, 60, 90 minus those the spec lacks. Track data (35, 36),
+   * PIN data (52) and the MAC (64) are never echoed by default: a response must not carry them.
    */
   response?: { echo: string[] };
 }
@@ -169,17 +170,13 @@ export const DEFAULT_ECHO_FIELDS: readonly string[] = [
   '11',
   '12',
   '13',
-  '14',
-  '22',
-  '23',
-  '25',
   '32',
-  '35',
   '37',
   '41',
   '42',
   '49',
   '60',
+  '90',
 ];
 
 /** Fields sensitive whatever the spec says: PAN, expiry, track 2, track 3, track 1, PIN block, ICC data. */

@@ -1,0 +1,334 @@
+/**
+ * Byte-level encodings of ISO 8583 data: ASCII (ISO 646, read as Latin-1 so that every byte round-trips),
+ * EBCDIC (code page 037, printable ASCII subset), packed BCD and ASCII hex.
+ *
+ * These are the leaves of the codec hot path: they write into a growable `Writer` and read from a
+ * `Reader` cursor, so a field costs no intermediate arrays. Errors carry the field path and the byte
+ * offset, never the bytes themselves.
+ */
+
+import { Iso8583Error } from './errors.js';
+
+/** A growable output buffer. One is reused per pack call chain; `take()` copies the result out. */
+export class Writer {
+  buf: Uint8Array;
+  pos = 0;
+
+  constructor(initialBytes = 1024) {
+    this.buf = new Uint8Array(initialBytes);
+  }
+
+  ensure(n: number): void {
+    const need = this.pos + n;
+    if (need <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < need) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+
+  byte(b: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = b;
+  }
+
+  bytes(b: Uint8Array): void {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+  }
+
+  /** A copy of what was written (the buffer is reused by the next pack). */
+  take(): Uint8Array {
+    return this.buf.slice(0, this.pos);
+  }
+}
+
+/** A read cursor over the input being unpacked. `end` bounds every read (a field never reads past it). */
+export class Reader {
+  readonly bytes: Uint8Array;
+  pos: number;
+  end: number;
+  /** Where the data (after any length prefix) of the last decoded field starts. */
+  dataStart = 0;
+
+  constructor(bytes: Uint8Array, pos = 0, end = bytes.length) {
+    this.bytes = bytes;
+    this.pos = pos;
+    this.end = end;
+  }
+
+  /** Throw ISO8583_TRUNCATED unless `n` more bytes are available. */
+  need(n: number, field: string, what: string): void {
+    if (this.pos + n > this.end)
+      throw new Iso8583Error(
+        'ISO8583_TRUNCATED',
+        field,
+        `${what} needs ${n} bytes, ${this.end - this.pos} remain`,
+        this.pos,
+      );
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// ASCII / Latin-1
+// ------------------------------------------------------------------------------------------------
+
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (s: number, e: number) => string })
+  .latin1Slice;
+
+/** Bytes [start, end) as a string of Latin-1 characters (one char per byte; ISO 646 is its lower half). */
+export function decodeLatin1(bytes: Uint8Array, start: number, end: number): string {
+  const n = end - start;
+  if (n <= 24) {
+    let s = '';
+    for (let i = start; i < end; i++) s += String.fromCharCode(bytes[i]!);
+    return s;
+  }
+  return latin1Slice.call(bytes, start, end);
+}
+
+/** Write each character as one byte. Characters above U+00FF cannot be carried: ISO8583_VALUE_INVALID. */
+export function encodeLatin1(s: string, w: Writer, field: string): void {
+  const n = s.length;
+  w.ensure(n);
+  const buf = w.buf;
+  let p = w.pos;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0xff)
+      throw new Iso8583Error('ISO8583_VALUE_INVALID', field, `character ${i} is not a single byte`);
+    buf[p++] = c;
+  }
+  w.pos = p;
+}
+
+// ------------------------------------------------------------------------------------------------
+// EBCDIC, IBM code page 037: the printable ASCII range 0x20-0x7E (digits, letters, space, punctuation).
+// Table checked against Python's cp037 codec.
+// ------------------------------------------------------------------------------------------------
+
+const CP037_PRINTABLE_HEX =
+  '405a7f7b5b6c507d4d5d5c4e6b604b61f0f1f2f3f4f5f6f7f8f97a5e4c7e6e6f7cc1c2c3c4c5c6c7c8c9d1d2d3d4d5d6d7d8d9e2e3e4e5e6e7e8e9bae0bbb06d79818283848586878889919293949596979899a2a3a4a5a6a7a8a9c04fd0a1';
+/** ASCII code -> EBCDIC byte, -1 when not in the subset. */
+const ASCII_TO_EBCDIC = new Int16Array(256).fill(-1);
+/** EBCDIC byte -> ASCII code, -1 when not in the subset. */
+const EBCDIC_TO_ASCII = new Int16Array(256).fill(-1);
+for (let i = 0; i < 95; i++) {
+  const e = Number.parseInt(CP037_PRINTABLE_HEX.slice(i * 2, i * 2 + 2), 16);
+  ASCII_TO_EBCDIC[0x20 + i] = e;
+  EBCDIC_TO_ASCII[e] = 0x20 + i;
+}
+
+export function encodeEbcdic(s: string, w: Writer, field: string): void {
+  const n = s.length;
+  w.ensure(n);
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    const e = c < 256 ? ASCII_TO_EBCDIC[c]! : -1;
+    if (e < 0)
+      throw new Iso8583Error('ISO8583_ENCODING_INVALID', field, `character ${i} has no EBCDIC (CP037) code`);
+    w.buf[w.pos++] = e;
+  }
+}
+
+export function decodeEbcdic(bytes: Uint8Array, start: number, end: number, field: string): string {
+  let s = '';
+  for (let i = start; i < end; i++) {
+    const c = EBCDIC_TO_ASCII[bytes[i]!]!;
+    if (c < 0)
+      throw new Iso8583Error('ISO8583_ENCODING_INVALID', field, 'byte is not an EBCDIC (CP037) character', i);
+    s += String.fromCharCode(c);
+  }
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Packed BCD. Two decimal digits per byte, high nibble first (ISO 8583:1987 clause 4.3, "n" packed).
+// Track data (type z) also allows nibble D, the field separator of ISO/IEC 7813 track 2 ('=' in ASCII).
+// ------------------------------------------------------------------------------------------------
+
+/** byte -> its two digits, or undefined when a nibble is not 0-9. */
+const BCD_PAIR: (string | undefined)[] = new Array(256);
+/** byte -> its two characters allowing D as a separator nibble (track data), or undefined. */
+const TRACK_PAIR: (string | undefined)[] = new Array(256);
+const TRACK_NIBBLE = '0123456789:::D::'; // ':' marks an invalid nibble
+for (let b = 0; b < 256; b++) {
+  const hi = b >> 4;
+  const lo = b & 15;
+  if (hi < 10 && lo < 10) BCD_PAIR[b] = String(hi) + String(lo);
+  const th = TRACK_NIBBLE[hi]!;
+  const tl = TRACK_NIBBLE[lo]!;
+  if (th !== ':' && tl !== ':') TRACK_PAIR[b] = th + tl;
+}
+
+/** Nibble value of a character for BCD packing: 0-9, D (and '=') for track data; -1 otherwise. */
+function nibbleOf(c: number, track: boolean): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (track && (c === 68 || c === 61 || c === 100)) return 13; // 'D', '=', 'd'
+  return -1;
+}
+
+/**
+ * Pack `s` (digits, or track characters) into ceil(len/2) bytes. For an odd count the pad nibble goes
+ * first when right-justified (jPOS BCDInterpreter.LEFT_PADDED) or last when left-justified (RIGHT_PADDED).
+ */
+export function encodeBcd(
+  s: string,
+  w: Writer,
+  field: string,
+  leftJustified: boolean,
+  padNibble: number,
+  track: boolean,
+): void {
+  const n = s.length;
+  const nbytes = (n + 1) >> 1;
+  w.ensure(nbytes);
+  const buf = w.buf;
+  let p = w.pos;
+  let i = 0;
+  const odd = (n & 1) === 1;
+  if (odd && !leftJustified) {
+    const d = nibbleOf(s.charCodeAt(0), track);
+    if (d < 0) throw badDigit(field, 0, track);
+    buf[p++] = (padNibble << 4) | d;
+    i = 1;
+  }
+  const stop = odd && leftJustified ? n - 1 : n;
+  for (; i < stop; i += 2) {
+    const h = nibbleOf(s.charCodeAt(i), track);
+    const l = nibbleOf(s.charCodeAt(i + 1), track);
+    if (h < 0) throw badDigit(field, i, track);
+    if (l < 0) throw badDigit(field, i + 1, track);
+    buf[p++] = (h << 4) | l;
+  }
+  if (odd && leftJustified) {
+    const d = nibbleOf(s.charCodeAt(n - 1), track);
+    if (d < 0) throw badDigit(field, n - 1, track);
+    buf[p++] = (d << 4) | padNibble;
+  }
+  w.pos = p;
+}
+
+function badDigit(field: string, i: number, track: boolean): Iso8583Error {
+  return new Iso8583Error(
+    'ISO8583_VALUE_INVALID',
+    field,
+    track ? `character ${i} is not a digit or the separator D/=` : `character ${i} is not a digit`,
+  );
+}
+
+function badNibble(field: string, offset: number): Iso8583Error {
+  return new Iso8583Error('ISO8583_BCD_INVALID', field, 'a BCD nibble is not a decimal digit', offset);
+}
+
+/** A pad nibble read back must be 0 or F (both are in use; jPOS writes 0, UnionPay track data F). */
+function isPadNibble(v: number): boolean {
+  return v === 0 || v === 15;
+}
+
+/**
+ * Unpack `digits` characters from bytes starting at `start` (ceil(digits/2) bytes, already bounds-checked).
+ * Invalid nibbles throw ISO8583_BCD_INVALID at the offending byte.
+ */
+export function decodeBcd(
+  bytes: Uint8Array,
+  start: number,
+  digits: number,
+  field: string,
+  leftJustified: boolean,
+  track: boolean,
+): string {
+  const table = track ? TRACK_PAIR : BCD_PAIR;
+  let s = '';
+  let p = start;
+  const odd = (digits & 1) === 1;
+  if (odd && !leftJustified) {
+    const b = bytes[p]!;
+    const d = b & 15;
+    if (!isPadNibble(b >> 4) || (d > 9 && !(track && d === 13))) throw badNibble(field, p);
+    s = d === 13 ? 'D' : String.fromCharCode(48 + d);
+    p++;
+  }
+  const full = odd ? (digits - 1) >> 1 : digits >> 1;
+  const stop = p + full;
+  for (; p < stop; p++) {
+    const pair = table[bytes[p]!];
+    if (pair === undefined) throw badNibble(field, p);
+    s += pair;
+  }
+  if (odd && leftJustified) {
+    const b = bytes[p]!;
+    const d = b >> 4;
+    if (!isPadNibble(b & 15) || (d > 9 && !(track && d === 13))) throw badNibble(field, p);
+    s += d === 13 ? 'D' : String.fromCharCode(48 + d);
+  }
+  return s;
+}
+
+// ------------------------------------------------------------------------------------------------
+// ASCII hex (two upper-case characters per byte), as jPOS IFA_BINARY and the hex bitmap.
+// ------------------------------------------------------------------------------------------------
+
+const HEX_UPPER = '0123456789ABCDEF';
+const HEX_BYTE: string[] = [];
+for (let b = 0; b < 256; b++) HEX_BYTE.push(HEX_UPPER[b >> 4]! + HEX_UPPER[b & 15]!);
+const HEX_VALUE = new Int8Array(256).fill(-1);
+for (let i = 0; i < 16; i++) {
+  HEX_VALUE[HEX_UPPER.charCodeAt(i)] = i;
+  HEX_VALUE['0123456789abcdef'.charCodeAt(i)] = i;
+}
+
+export function bytesToHex(b: Uint8Array, start = 0, end = b.length): string {
+  let s = '';
+  for (let i = start; i < end; i++) s += HEX_BYTE[b[i]!];
+  return s;
+}
+
+/** Parse a hex string (either case). Throws ISO8583_VALUE_INVALID naming `field` on odd length or a bad digit. */
+export function hexToBytes(hex: string, field: string): Uint8Array {
+  if ((hex.length & 1) === 1) throw new Iso8583Error('ISO8583_VALUE_INVALID', field, 'hex has an odd length');
+  const out = new Uint8Array(hex.length >> 1);
+  for (let i = 0; i < out.length; i++) {
+    const c1 = hex.charCodeAt(2 * i);
+    const c2 = hex.charCodeAt(2 * i + 1);
+    const h = c1 < 256 ? HEX_VALUE[c1]! : -1;
+    const l = c2 < 256 ? HEX_VALUE[c2]! : -1;
+    if (h < 0 || l < 0)
+      throw new Iso8583Error('ISO8583_VALUE_INVALID', field, `hex character near ${2 * i} is not 0-9/A-F`);
+    out[i] = (h << 4) | l;
+  }
+  return out;
+}
+
+/** Write bytes as ASCII hex characters. */
+export function encodeHexAscii(b: Uint8Array, w: Writer): void {
+  w.ensure(b.length * 2);
+  const buf = w.buf;
+  let p = w.pos;
+  for (let i = 0; i < b.length; i++) {
+    const v = b[i]!;
+    buf[p++] = HEX_UPPER.charCodeAt(v >> 4);
+    buf[p++] = HEX_UPPER.charCodeAt(v & 15);
+  }
+  w.pos = p;
+}
+
+/** Read `n` bytes written as 2n ASCII hex characters at `start`. Bad characters: ISO8583_ENCODING_INVALID. */
+export function decodeHexAscii(bytes: Uint8Array, start: number, n: number, field: string): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const h = HEX_VALUE[bytes[start + 2 * i]!]!;
+    const l = HEX_VALUE[bytes[start + 2 * i + 1]!]!;
+    if (h < 0 || l < 0)
+      throw new Iso8583Error(
+        'ISO8583_ENCODING_INVALID',
+        field,
+        'byte is not an ASCII hex character',
+        start + 2 * i + (h < 0 ? 0 : 1),
+      );
+    out[i] = (h << 4) | l;
+  }
+  return out;
+}
