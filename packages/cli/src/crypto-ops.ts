@@ -24,6 +24,8 @@ import {
   selectValidationDataIbm3624,
   sm3,
   toHex,
+  unwrapKeyBlock,
+  wrapKeyBlock,
 } from '@openposp/crypto';
 import { CliError } from './errors.js';
 import { hex, int, oneOf, optHex, optInt, optOneOf, optStr, type Request, str } from './request.js';
@@ -129,6 +131,22 @@ export const OPS: Record<string, OpDef> = {
       return alg === 'cup-ecb'
         ? { mac: toHex(mac), macText: Buffer.from(mac).toString('latin1') }
         : { mac: toHex(mac) };
+    },
+  },
+  'tr31.wrap': {
+    summary: 'wrap a key in a TR-31 / X9.143 key block (B: TDES, D: AES, E); the length field is filled in',
+    fields: 'kbpk=H key=H header=16+ chars e.g. D0000P0AE00E0000',
+    run(req) {
+      return { block: wrapKeyBlock(hex(req, 'kbpk'), str(req, 'header'), hex(req, 'key')) };
+    },
+  },
+  'tr31.unwrap': {
+    summary:
+      'verify and unwrap a TR-31 key block (A, B, C, D, E); the MAC is checked before the key is returned',
+    fields: 'kbpk=H block=text',
+    run(req) {
+      const { key, headerText } = unwrapKeyBlock(hex(req, 'kbpk'), str(req, 'block'));
+      return { key: toHex(key), header: headerText };
     },
   },
   sm3: {

@@ -204,3 +204,25 @@ test('posp crypto sm3 (GB/T 32905-2016 Annex A.1)', async () => {
     digest: '66C7F0F462EEEDD9D1F2D46BDC10E4E24167C4875CF2F7A2297DA02B8F4BA8E0',
   });
 });
+
+describe('posp crypto tr31', () => {
+  test('unwrap a published block (psec known value), wrap and unwrap round trip, tampering refused', async () => {
+    const kbpk = 'AAAAAAAAAAAAAAAABBBBBBBBBBBBBBBB';
+    const block =
+      'B0096M3TC00E0000B6CD513680EF255FC0DC590726FD0129A7CF6602E7F271631AB4EE7350642F11181AF4CC12F12FD9';
+    const aesKbpk = '88E1AB2A2E3DD38C1FA039A536500CC8A87AB9D62DC92C01058FA79F44657DE6';
+    const tampered = `${block.slice(0, 40)}${block[40] === '0' ? '1' : '0'}${block.slice(41)}`;
+    const out = await batchOf([
+      { op: 'tr31.unwrap', kbpk, block },
+      { op: 'tr31.wrap', kbpk: aesKbpk, key: '3F419E1CB7079442AA37474C2EFBF8B8', header: 'D0000P0AE00E0000' },
+      { op: 'tr31.unwrap', kbpk, block: tampered },
+    ]);
+    assert.deepEqual(out[0], { key: 'EEEEEEEEEEEEEEEE', header: 'B0096M3TC00E0000' });
+    const wrapped = out[1]!.block as string;
+    assert.match(wrapped, /^D\d{4}P0AE00E0000/);
+    assert.equal(Number(wrapped.slice(1, 5)), wrapped.length);
+    assert.equal((out[2] as { error: { code: string } }).error.code, 'CRYPTO_KEYBLOCK_MAC');
+    const [back] = await batchOf([{ op: 'tr31.unwrap', kbpk: aesKbpk, block: wrapped }]);
+    assert.equal(back!.key, '3F419E1CB7079442AA37474C2EFBF8B8');
+  });
+});

@@ -7,3 +7,4 @@ export * from './pinblock.js';
 export * from './pinverify.js';
 export * from './mac.js';
 export * from './sm.js';
+export * from './tr31.js';
