@@ -255,7 +255,7 @@ export function deriveInitialKeyAes(bdk: Uint8Array, ksn: Uint8Array): Uint8Arra
  */
 function walkCounter(key: Uint8Array, ksn: Uint8Array, from: number, to: number): Uint8Array {
   const type = derivationKeyType(key, 'key', 'derivation key');
-  let k = key.slice();
+  let k: Uint8Array = key.slice();
   let working = from >>> 0;
   for (let bit = 0x80000000; bit >= 1; bit /= 2) {
     if (!(to & bit) || from & bit) continue;
