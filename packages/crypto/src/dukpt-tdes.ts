@@ -126,8 +126,11 @@ for (let b = 0; b < 8; b++) {
 }
 // PC2 tables give each round key as two words in the layout the round function uses: W0 holds the
 // six-bit groups of S-boxes 1, 3, 5, 7 and W1 those of boxes 2, 4, 6, 8, each in the top six bits of
-// a byte (see desRounds). Index: [source (C or D)][target word][slice 0..3][7-bit value].
-const PC2_T = new Int32Array(2 * 2 * 4 * 128);
+// a byte (see desRounds). C only feeds boxes 1-4 (the top 16 bits of W0 and W1) and D only boxes
+// 5-8 (the low 16 bits), so one 32-bit entry carries a slice's bits for both words:
+// C entry = W0[31..16] | W1[31..16] >>> 16; D entry = W0[15..0] << 16 | W1[15..0].
+// Index: [C or D][slice 0..3 of 7 bits][7-bit value].
+const PC2_T = new Int32Array(2 * 4 * 128);
 for (let half = 0; half < 2; half++) {
   for (let slice = 0; slice < 4; slice++) {
     for (let v = 0; v < 128; v++) {
@@ -143,8 +146,8 @@ for (let half = 0; half < 2; half++) {
         if ((box & 1) === 0) w0 |= 1 << shift;
         else w1 |= 1 << shift;
       }
-      PC2_T[((half * 2 + 0) * 4 + slice) * 128 + v] = w0;
-      PC2_T[((half * 2 + 1) * 4 + slice) * 128 + v] = w1;
+      PC2_T[(half * 4 + slice) * 128 + v] =
+        half === 0 ? (w0 & 0xffff0000) | (w1 >>> 16) : (w0 << 16) | (w1 & 0xffff);
     }
   }
 }
@@ -176,25 +179,18 @@ function desKeySchedule(hi: number, lo: number, ks: Int32Array): void {
     const s = SHIFTS[r]!;
     c = ((c << s) | (c >>> (28 - s))) & 0x0fffffff;
     d = ((d << s) | (d >>> (28 - s))) & 0x0fffffff;
-    const c0 = (c >>> 21) & 127;
-    const c1 = 128 + ((c >>> 14) & 127);
-    const c2 = 256 + ((c >>> 7) & 127);
-    const c3 = 384 + (c & 127);
-    const d0 = 1024 + ((d >>> 21) & 127);
-    const d1 = 1152 + ((d >>> 14) & 127);
-    const d2 = 1280 + ((d >>> 7) & 127);
-    const d3 = 1408 + (d & 127);
-    ks[2 * r] =
-      PC2_T[c0]! | PC2_T[c1]! | PC2_T[c2]! | PC2_T[c3]! | PC2_T[d0]! | PC2_T[d1]! | PC2_T[d2]! | PC2_T[d3]!;
-    ks[2 * r + 1] =
-      PC2_T[512 + c0]! |
-      PC2_T[512 + c1]! |
-      PC2_T[512 + c2]! |
-      PC2_T[512 + c3]! |
-      PC2_T[512 + d0]! |
-      PC2_T[512 + d1]! |
-      PC2_T[512 + d2]! |
-      PC2_T[512 + d3]!;
+    const cw =
+      PC2_T[(c >>> 21) & 127]! |
+      PC2_T[128 + ((c >>> 14) & 127)]! |
+      PC2_T[256 + ((c >>> 7) & 127)]! |
+      PC2_T[384 + (c & 127)]!;
+    const dw =
+      PC2_T[512 + ((d >>> 21) & 127)]! |
+      PC2_T[640 + ((d >>> 14) & 127)]! |
+      PC2_T[768 + ((d >>> 7) & 127)]! |
+      PC2_T[896 + (d & 127)]!;
+    ks[2 * r] = (cw & 0xffff0000) | (dw >>> 16);
+    ks[2 * r + 1] = (cw << 16) | (dw & 0xffff);
   }
 }
 
@@ -203,14 +199,9 @@ function xorSchedule(dst: Int32Array, a: Int32Array, b: Int32Array): void {
   for (let i = 0; i < 32; i++) dst[i] = a[i]! ^ b[i]!;
 }
 
-const SP0 = SP[0]!;
-const SP1 = SP[1]!;
-const SP2 = SP[2]!;
-const SP3 = SP[3]!;
-const SP4 = SP[4]!;
-const SP5 = SP[5]!;
-const SP6 = SP[6]!;
-const SP7 = SP[7]!;
+/** The eight SP tables in one array (box n at 64 * n): one base pointer in the round loop. */
+const SPT = new Int32Array(512);
+for (let box = 0; box < 8; box++) SPT.set(SP[box]!, 64 * box);
 
 /** Output of the word-level DES functions: [hi, lo]. Module scratch, read right after each call. */
 const OUT = new Int32Array(2);
@@ -223,36 +214,35 @@ const OUT = new Int32Array(2);
  * top six bits of its four bytes, R rotated left by 3 those of boxes 2, 4, 6, 8.
  */
 function desRounds(l: number, r: number, ks: Int32Array, decrypt: boolean): void {
-  let o = decrypt ? 30 : 0;
-  const step = decrypt ? -2 : 2;
-  for (let i = 0; i < 8; i++) {
-    let u = ((r >>> 1) | (r << 31)) ^ ks[o]!;
-    let v = ((r << 3) | (r >>> 29)) ^ ks[o + 1]!;
-    l ^=
-      SP0[(u >>> 26) & 63]! |
-      SP2[(u >>> 18) & 63]! |
-      SP4[(u >>> 10) & 63]! |
-      SP6[(u >>> 2) & 63]! |
-      SP1[(v >>> 26) & 63]! |
-      SP3[(v >>> 18) & 63]! |
-      SP5[(v >>> 10) & 63]! |
-      SP7[(v >>> 2) & 63]!;
-    o += step;
-    u = ((l >>> 1) | (l << 31)) ^ ks[o]!;
-    v = ((l << 3) | (l >>> 29)) ^ ks[o + 1]!;
-    r ^=
-      SP0[(u >>> 26) & 63]! |
-      SP2[(u >>> 18) & 63]! |
-      SP4[(u >>> 10) & 63]! |
-      SP6[(u >>> 2) & 63]! |
-      SP1[(v >>> 26) & 63]! |
-      SP3[(v >>> 18) & 63]! |
-      SP5[(v >>> 10) & 63]! |
-      SP7[(v >>> 2) & 63]!;
-    o += step;
+  if (decrypt) {
+    for (let o = 30; o >= 0; o -= 4) {
+      l ^= feistel(r, ks[o]!, ks[o + 1]!);
+      r ^= feistel(l, ks[o - 2]!, ks[o - 1]!);
+    }
+  } else {
+    for (let o = 0; o < 32; o += 4) {
+      l ^= feistel(r, ks[o]!, ks[o + 1]!);
+      r ^= feistel(l, ks[o + 2]!, ks[o + 3]!);
+    }
   }
   OUT[0] = r;
   OUT[1] = l;
+}
+
+/** FIPS 46-3 f(R, K): E expansion XOR the round key, S-boxes and P through the SP tables. */
+function feistel(r: number, k0: number, k1: number): number {
+  const u = ((r >>> 1) | (r << 31)) ^ k0;
+  const v = ((r << 3) | (r >>> 29)) ^ k1;
+  return (
+    SPT[u >>> 26]! |
+    SPT[128 + ((u >>> 18) & 63)]! |
+    SPT[256 + ((u >>> 10) & 63)]! |
+    SPT[384 + ((u >>> 2) & 63)]! |
+    SPT[64 + (v >>> 26)]! |
+    SPT[192 + ((v >>> 18) & 63)]! |
+    SPT[320 + ((v >>> 10) & 63)]! |
+    SPT[448 + ((v >>> 2) & 63)]!
+  );
 }
 
 function ipApply(hi: number, lo: number): void {
