@@ -13,7 +13,8 @@ export interface Io {
 const USAGE = `usage: posp <command> [options]
 
 commands:
-  crypto     payment crypto calculator (kcv, encrypt, decrypt, pinblock, mac, dukpt, tr31, sm3, pvv, ibm3624, batch)
+  crypto     payment crypto calculator (kcv, encrypt, decrypt, pinblock, mac, dukpt, tr31, sm3, pvv, ibm3624, cvv, batch)
+  iso8583    describe or pack ISO 8583 messages (cup-pos, iso87-binary, iso87-ascii)
   help       this text
 `;
 
@@ -23,6 +24,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     case 'crypto': {
       const { cryptoCommand } = await import('./crypto.js');
       return cryptoCommand(rest, io);
+    }
+    case 'iso8583': {
+      const { iso8583Command } = await import('./iso8583.js');
+      return iso8583Command(rest, io);
     }
     case undefined:
     case 'help':

@@ -37,3 +37,26 @@ export {
   validateSpec,
 } from './spec.js';
 export { type TlvItem, normalizeTag } from './subfields.js';
+export {
+  buildCupHeader,
+  buildTpdu,
+  CUP_HEADER_BYTES,
+  type CupFrame,
+  type CupHeader,
+  decodeFrame,
+  encodeFrame,
+  FRAME_MAX_BYTES_DEFAULT,
+  FRAME_PREFIX_BYTES,
+  FRAME_PREFIX_MAX_BYTES,
+  type FrameLengthPrefix,
+  type FrameOptions,
+  FrameReader,
+  joinCupFrame,
+  parseCupHeader,
+  parseTpdu,
+  replyTpdu,
+  splitCupFrame,
+  TPDU_BYTES,
+  TPDU_ID,
+  type Tpdu,
+} from './framing.js';
