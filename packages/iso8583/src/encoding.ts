@@ -80,12 +80,7 @@ const latin1Slice = (Buffer.prototype as unknown as { latin1Slice: (s: number, e
 
 /** Bytes [start, end) as a string of Latin-1 characters (one char per byte; ISO 646 is its lower half). */
 export function decodeLatin1(bytes: Uint8Array, start: number, end: number): string {
-  const n = end - start;
-  if (n <= 24) {
-    let s = '';
-    for (let i = start; i < end; i++) s += String.fromCharCode(bytes[i]!);
-    return s;
-  }
+  // Buffer's native latin1Slice makes one flat string: ~3x faster than concatenating characters.
   return latin1Slice.call(bytes, start, end);
 }
 
@@ -149,19 +144,8 @@ export function decodeEbcdic(bytes: Uint8Array, start: number, end: number, fiel
 // Track data (type z) also allows nibble D, the field separator of ISO/IEC 7813 track 2 ('=' in ASCII).
 // ------------------------------------------------------------------------------------------------
 
-/** byte -> its two digits, or undefined when a nibble is not 0-9. */
-const BCD_PAIR: (string | undefined)[] = new Array(256);
-/** byte -> its two characters allowing D as a separator nibble (track data), or undefined. */
-const TRACK_PAIR: (string | undefined)[] = new Array(256);
-const TRACK_NIBBLE = '0123456789:::D::'; // ':' marks an invalid nibble
-for (let b = 0; b < 256; b++) {
-  const hi = b >> 4;
-  const lo = b & 15;
-  if (hi < 10 && lo < 10) BCD_PAIR[b] = String(hi) + String(lo);
-  const th = TRACK_NIBBLE[hi]!;
-  const tl = TRACK_NIBBLE[lo]!;
-  if (th !== ':' && tl !== ':') TRACK_PAIR[b] = th + tl;
-}
+/** Decoded characters are written here, then read out as one string (no per-digit concatenation). */
+let scratch = new Uint8Array(256);
 
 /** Nibble value of a character for BCD packing: 0-9, D (and '=') for track data; -1 otherwise. */
 function nibbleOf(c: number, track: boolean): number {
@@ -240,31 +224,43 @@ export function decodeBcd(
   leftJustified: boolean,
   track: boolean,
 ): string {
-  const table = track ? TRACK_PAIR : BCD_PAIR;
-  let s = '';
+  if (scratch.length < digits) scratch = new Uint8Array(digits * 2);
+  const out = scratch;
   let p = start;
+  let o = 0;
   const odd = (digits & 1) === 1;
   if (odd && !leftJustified) {
     const b = bytes[p]!;
-    const d = b & 15;
-    if (!isPadNibble(b >> 4) || (d > 9 && !(track && d === 13))) throw badNibble(field, p);
-    s = d === 13 ? 'D' : String.fromCharCode(48 + d);
+    if (!isPadNibble(b >> 4)) throw badNibble(field, p);
+    out[o++] = charOf(b & 15, track, field, p);
     p++;
   }
-  const full = odd ? (digits - 1) >> 1 : digits >> 1;
-  const stop = p + full;
+  const stop = p + (digits >> 1);
   for (; p < stop; p++) {
-    const pair = table[bytes[p]!];
-    if (pair === undefined) throw badNibble(field, p);
-    s += pair;
+    const b = bytes[p]!;
+    const h = b >> 4;
+    const l = b & 15;
+    if (h < 10 && l < 10) {
+      out[o++] = 48 + h;
+      out[o++] = 48 + l;
+    } else {
+      out[o++] = charOf(h, track, field, p);
+      out[o++] = charOf(l, track, field, p);
+    }
   }
   if (odd && leftJustified) {
     const b = bytes[p]!;
-    const d = b >> 4;
-    if (!isPadNibble(b & 15) || (d > 9 && !(track && d === 13))) throw badNibble(field, p);
-    s += d === 13 ? 'D' : String.fromCharCode(48 + d);
+    if (!isPadNibble(b & 15)) throw badNibble(field, p);
+    out[o++] = charOf(b >> 4, track, field, p);
   }
-  return s;
+  return latin1Slice.call(out, 0, o);
+}
+
+/** A nibble as a character code: a digit, or D (13) in track data; anything else is ISO8583_BCD_INVALID. */
+function charOf(v: number, track: boolean, field: string, offset: number): number {
+  if (v < 10) return 48 + v;
+  if (track && v === 13) return 68;
+  throw badNibble(field, offset);
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -82,10 +82,22 @@ function checkMti(mti: unknown): string {
 
 /** A field path: `"35"`, `"60.2"`, `"55.9F26"` (or a field number). */
 function parsePath(path: string | number): { id: number; sub: string | undefined; text: string } {
+  if (typeof path === 'number') {
+    if (Number.isInteger(path) && path >= 2 && path <= 128)
+      return { id: path, sub: undefined, text: String(path) };
+  } else if (path.length <= 3) {
+    // Fast path for plain field ids ("2".."128"): no regex, no slicing.
+    let id = 0;
+    for (let i = 0; i < path.length; i++) {
+      const d = path.charCodeAt(i) - 48;
+      id = d >= 0 && d <= 9 && !(i === 0 && d === 0) ? id * 10 + d : -1e9;
+    }
+    if (id >= 2 && id <= 128) return { id, sub: undefined, text: path };
+  }
   const text = String(path);
   const dot = text.indexOf('.');
   const head = dot < 0 ? text : text.slice(0, dot);
-  const id = /^[0-9]{1,3}$/.test(head) ? Number(head) : Number.NaN;
+  const id = /^[1-9][0-9]{0,2}$/.test(head) ? Number(head) : Number.NaN;
   if (!(id >= 2 && id <= 128))
     throw new Iso8583Error('ISO8583_FIELD_UNKNOWN', text, 'a field id is a number from 2 to 128');
   return { id, sub: dot < 0 ? undefined : text.slice(dot + 1), text };
@@ -106,7 +118,7 @@ export class Iso8583Message {
     this.spec = spec;
     this.mtiValue = checkMti(mti);
     this.values = new Array(129).fill(undefined);
-    if (fields) for (const [k, v] of Object.entries(fields)) this.set(k, v);
+    if (fields) for (const k in fields) this.set(k, fields[k]!);
   }
 
   get mti(): string {
@@ -396,7 +408,8 @@ export function unpackMessage(
   if (!(bytes instanceof Uint8Array)) throw new TypeError('unpack: bytes must be a Uint8Array');
   const r = new Reader(bytes);
   const mti = readMti(spec, r);
-  const bm = new Uint8Array(16);
+  const bm = bitmapScratch; // unpack never yields: one scratch bitmap is safe
+  bm.fill(0);
   const bitmapAt = r.pos;
   readBitmap(spec, r, bm, 0, 'primary bitmap');
   let last = 64;
