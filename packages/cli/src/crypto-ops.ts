@@ -4,7 +4,14 @@
  * upper-case hex (or text) values. Library errors (CryptoError) pass through with their codes.
  */
 import {
+  DUKPT_AES_KEY_TYPES,
+  type DUKPT_AES_USAGES,
+  DUKPT_TDES_USAGES,
   decodePinBlock,
+  deriveInitialKeyAes,
+  deriveIpekTdes,
+  deriveWorkingKeyAes,
+  deriveWorkingKeyTdes,
   decrypt,
   decryptPinBlock,
   encodePinBlock,
@@ -70,6 +77,20 @@ function ibm3624Inputs(req: Request) {
   return { pvk: hex(req, 'pvk'), table: optStr(req, 'decimalisation') ?? '0123456789012345', validationData };
 }
 
+/** The calculator's AES DUKPT usage names (short, as in the request format) and the library's. */
+const AES_USAGE_NAMES = {
+  pin: 'pin',
+  'mac-gen': 'mac-generation',
+  'mac-verify': 'mac-verification',
+  'mac-both': 'mac-both',
+  'data-encrypt': 'data-encrypt',
+  'data-decrypt': 'data-decrypt',
+  'data-both': 'data-both',
+  kek: 'kek',
+} as const satisfies Record<string, (typeof DUKPT_AES_USAGES)[number]>;
+const AES_USAGE_KEYS = Object.keys(AES_USAGE_NAMES) as (keyof typeof AES_USAGE_NAMES)[];
+const AES_KEY_TYPE_NAMES = DUKPT_AES_KEY_TYPES.map((t) => t.toLowerCase());
+
 const IBM3624_FIELDS =
   'pvk=H pan=digits [decimalisation=16 digits, default 0123456789012345] [panOffset=N panLength=N panPad=F]';
 
@@ -131,6 +152,30 @@ export const OPS: Record<string, OpDef> = {
       return alg === 'cup-ecb'
         ? { mac: toHex(mac), macText: Buffer.from(mac).toString('latin1') }
         : { mac: toHex(mac) };
+    },
+  },
+  'dukpt.derive': {
+    summary: 'DUKPT host side: initial key and working key for a KSN (TDES X9.24-1-2009, AES X9.24-3-2017)',
+    fields:
+      'scheme=tdes bdk=H ksn=20 hex usage=pin|mac|mac-response|data|data-response | scheme=aes bdk=H ksn=24 hex usage=pin|mac-gen|mac-verify|mac-both|data-encrypt|data-decrypt|data-both keyType=aes128|aes192|aes256|tdes2|tdes3',
+    run(req) {
+      const scheme = oneOf(req, 'scheme', ['tdes', 'aes'] as const);
+      const bdk = hex(req, 'bdk');
+      const ksn = hex(req, 'ksn');
+      if (scheme === 'tdes') {
+        const usage = oneOf(req, 'usage', DUKPT_TDES_USAGES);
+        return { ipek: toHex(deriveIpekTdes(bdk, ksn)), key: toHex(deriveWorkingKeyTdes(bdk, ksn, usage)) };
+      }
+      const usage = AES_USAGE_NAMES[oneOf(req, 'usage', AES_USAGE_KEYS)];
+      const keyType = oneOf(
+        req,
+        'keyType',
+        AES_KEY_TYPE_NAMES,
+      ).toUpperCase() as (typeof DUKPT_AES_KEY_TYPES)[number];
+      return {
+        ipek: toHex(deriveInitialKeyAes(bdk, ksn)),
+        key: toHex(deriveWorkingKeyAes(bdk, ksn, usage, keyType)),
+      };
     },
   },
   'tr31.wrap': {

@@ -226,3 +226,54 @@ describe('posp crypto tr31', () => {
     assert.equal(back!.key, '3F419E1CB7079442AA37474C2EFBF8B8');
   });
 });
+
+test('posp crypto dukpt derive: X9.24-1 A.4 and X9.24-3 supplement vectors', async () => {
+  const out = await batchOf([
+    {
+      op: 'dukpt.derive',
+      scheme: 'tdes',
+      bdk: '0123456789ABCDEFFEDCBA9876543210',
+      ksn: 'FFFF9876543210E00001',
+      usage: 'pin',
+    },
+    {
+      op: 'dukpt.derive',
+      scheme: 'aes',
+      bdk: 'FEDCBA9876543210F1F1F1F1F1F1F1F1',
+      ksn: '123456789012345600000001',
+      usage: 'pin',
+      keyType: 'aes128',
+    },
+    {
+      op: 'dukpt.derive',
+      scheme: 'tdes',
+      bdk: '0123456789ABCDEFFEDCBA9876543210',
+      ksn: 'FFFF9876543210E0',
+      usage: 'pin',
+    },
+    {
+      op: 'dukpt.derive',
+      scheme: 'aes',
+      bdk: 'FEDCBA9876543210F1F1F1F1F1F1F1F1',
+      ksn: '123456789012345600000001',
+      usage: 'pin',
+      keyType: 'des',
+    },
+  ]);
+  // Transaction key 042666B49184CFA368DE9628D0397BC9 with the PIN variant (X9.24-1 A.4.1 Table A-1).
+  assert.deepEqual(out[0], {
+    ipek: '6AC292FAA1315B4D858AB3A3D7D5933A',
+    key: '042666B49184CF5C68DE9628D0397B36',
+  });
+  assert.deepEqual(out[1], {
+    ipek: '1273671EA26AC29AFA4D1084127652A1',
+    key: 'AF8CB133A78F8DC2D1359F18527593FB',
+  });
+  assert.equal((out[2] as { error: { code: string } }).error.code, 'CRYPTO_KSN_INVALID');
+  assert.deepEqual(out[3], {
+    error: {
+      code: 'CLI_REQUEST_INVALID',
+      message: 'keyType: must be one of tdes2, tdes3, aes128, aes192, aes256',
+    },
+  });
+});
