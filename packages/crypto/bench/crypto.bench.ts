@@ -7,6 +7,7 @@ import { kcvTdes } from '../src/kcv.js';
 import { macX919 } from '../src/mac.js';
 import { decryptPinBlock, encryptPinBlock } from '../src/pinblock.js';
 import { unwrapKeyBlock, wrapKeyBlock } from '../src/tr31.js';
+import { benchDukpt } from './dukpt.bench.js';
 import { type BenchRow, formatRows, measure } from './harness.js';
 
 const budgetMs = Number(process.env.BENCH_MS ?? 1000);
@@ -34,7 +35,7 @@ export function benchPrimitives(): BenchRow[] {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const rows = benchPrimitives();
+  const rows = [...benchPrimitives(), ...(await benchDukpt())];
   console.log(`node ${process.version}, ${budgetMs} ms per case\n`);
   console.log(formatRows(rows));
 }
