@@ -11,6 +11,7 @@
  *   A client that does not read its replies fills the socket's send buffer: the server then stops taking
  *   requests too (write backpressure), so nothing queues without bound.
  * - idleTimeoutMs: a connection with no traffic for this long is closed.
+ * A message shorter than the header, or whose header is not printable ASCII, also closes the connection.
  *
  * Replies go out in request order on each connection. A handler's HsmError becomes its payShield error
  * code; any other failure becomes 41 (internal error) and is reported once through `onError` (never
@@ -94,6 +95,8 @@ export function errorCodeOf(e: unknown): string | undefined {
   }
   return undefined;
 }
+
+const isPrintable = (b: Uint8Array): boolean => b.every((c) => c >= 0x20 && c <= 0x7e);
 
 interface Slot {
   frame: Uint8Array | undefined;
@@ -210,7 +213,8 @@ export class HsmServer {
           return;
         }
         if (msg === undefined) break;
-        if (msg.length < this.headerLength) {
+        // The header is echoed as is, so it must be printable ASCII; anything else is not a payShield peer.
+        if (msg.length < this.headerLength || !isPrintable(msg.subarray(0, this.headerLength))) {
           this.stats.frameErrors++;
           pumping = false;
           socket.destroy();
@@ -219,11 +223,20 @@ export class HsmServer {
         this.stats.requests++;
         const slot: Slot = { frame: undefined };
         slots.push(slot);
-        this.#dispatch(msg, ctx, (f) => {
-          slot.frame = f;
-          flush();
-          if (!pumping) pump();
-        });
+        try {
+          this.#dispatch(msg, ctx, (f) => {
+            slot.frame = f;
+            flush();
+            if (!pumping) pump();
+          });
+        } catch (e) {
+          // Never reached by design (every failure becomes a reply); if it is, drop this peer, not the HSM.
+          this.stats.internalErrors++;
+          this.#onError(e, { command: '??', who });
+          pumping = false;
+          socket.destroy();
+          return;
+        }
       }
       pumping = false;
       if (closed) return;
@@ -256,7 +269,16 @@ export class HsmServer {
     const header = Buffer.from(msg.subarray(0, this.headerLength)).toString('latin1');
     const reply = (replyCode: string, errorCode: string, body: Uint8Array | string = ''): void => {
       const b = typeof body === 'string' ? new Uint8Array(Buffer.from(body, 'latin1')) : body;
-      done(encodeReplyFrame({ header, replyCode, errorCode, body: b }));
+      let frame: Uint8Array;
+      try {
+        frame = encodeReplyFrame({ header, replyCode, errorCode, body: b });
+      } catch (e) {
+        // A handler returned a body too long for the 2-byte length, or a bad error code: a defect.
+        this.stats.internalErrors++;
+        this.#onError(e, { command: replyCode, who: ctx.who });
+        frame = encodeReplyFrame({ header, replyCode, errorCode: '41', body: new Uint8Array(0) });
+      }
+      done(frame);
     };
     if (msg.length < this.headerLength + 2) {
       reply(REPLY_CODE_UNUSABLE, '15');

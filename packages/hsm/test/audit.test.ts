@@ -11,7 +11,10 @@ const dir = mkdtempSync(join(tmpdir(), 'hsm-audit-'));
 let n = 0;
 const clock = () => {
   let t = Date.UTC(2026, 0, 1);
-  return () => new Date((t += 1000));
+  return () => {
+    t += 1000;
+    return new Date(t);
+  };
 };
 
 /** A log with genesis + 5 events; returns its path and lines. */
