@@ -45,8 +45,6 @@ export const HSM_ERROR_CODES = {
   HSM_AUDIT_EVENT: 'an audit event has a missing or malformed field',
   HSM_REQUEST_INVALID:
     'a host request field is missing, too short, or has characters its format does not allow',
-  HSM_COMMAND_UNKNOWN: 'a host request names a command code the HSM does not have',
-  HSM_COMMAND_DISABLED: 'a host request names a command that the HSM configuration disables',
   HSM_FRAME_INVALID: 'a frame declares a length of 0, or is shorter than its header and command code',
   HSM_FRAME_TOO_LARGE: 'a frame declares a length above the named maximum frame size',
   HSM_INTERNAL: 'an unexpected failure inside the HSM (a defect: please report it)',
@@ -82,8 +80,6 @@ export const HSM_REPLY_BY_CODE: Readonly<Partial<Record<HsmErrorCode, string>>> 
   HSM_AUDIT_BROKEN: '41',
   HSM_AUDIT_EVENT: '41',
   HSM_REQUEST_INVALID: '15',
-  HSM_COMMAND_UNKNOWN: '15',
-  HSM_COMMAND_DISABLED: '68',
   HSM_FRAME_INVALID: '15',
   HSM_FRAME_TOO_LARGE: '15',
   HSM_INTERNAL: '41',
