@@ -206,7 +206,9 @@ describe('host commands over TCP', () => {
     for (const [, req] of malformed) r.send(frame(req));
     r.send(frame('NC'));
     await until(() => r.replies.length === malformed.length + 1);
-    malformed.forEach(([name, , want], i) => assert.equal(replyText(r.replies[i]!).slice(0, 4), want, name));
+    malformed.forEach(([name, , want], i) => {
+      assert.equal(replyText(r.replies[i]!).slice(0, 4), want, name);
+    });
     assert.equal(replyText(r.replies.at(-1)!).slice(0, 4), 'ND00');
     r.sock.destroy();
   });
@@ -337,7 +339,9 @@ describe('limits', () => {
     });
     const out = await Promise.all(jobs);
     assert.ok(peak <= 4);
-    out.forEach((o, i) => assert.ok(i % 2 ? 'lmkCheckValue' in o : 'keyBlock' in o));
+    out.forEach((o, i) => {
+      assert.ok(i % 2 ? 'lmkCheckValue' in o : 'keyBlock' in o);
+    });
     await c.close();
   });
 
