@@ -1,0 +1,4 @@
+export { isStoreError, STORE_ERROR_CODES, StoreError, type StoreErrorCode } from './errors.js';
+export { MIGRATIONS_TABLE, migrationChecksum, validateMigrations } from './migrate.js';
+export { openSqliteStore, SQLITE_BUSY_TIMEOUT_MS_DEFAULT, type SqliteOptions } from './sqlite.js';
+export type { Migration, Params, Queryable, RunResult, SqlValue, Store } from './store.js';
