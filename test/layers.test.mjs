@@ -1,5 +1,5 @@
 // Fails when a package imports against the layer direction:
-//   crypto <- iso8583 <- hsm, store, testkit <- terminal, acquirer, switch, issuer, mpos, cloudpos <- cli, web, sim
+//   crypto <- iso8583 <- hsm, store, net, testkit <- terminal, acquirer, switch, issuer, mpos, cloudpos <- cli, web, sim
 // A package may import only packages of a lower layer, so services never import each other: they
 // talk ISO 8583 over TCP and reach the HSM through its client. Checked on package.json
 // dependencies and on every import in src/ (static, dynamic, and relative paths that leave the package).
@@ -14,6 +14,7 @@ const LAYERS = {
   hsm: 2,
   store: 2,
   testkit: 2,
+  net: 2,
   terminal: 3,
   acquirer: 3,
   switch: 3,
