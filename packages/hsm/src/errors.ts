@@ -34,7 +34,20 @@ export const HSM_ERROR_CODES = {
   HSM_KEY_LENGTH: 'a key length is not one the key type and algorithm allow',
   HSM_KEY_ATTRIBUTES:
     'a key attribute (usage, mode of use, key version, exportability) is not valid for the key type',
-  HSM_COMPONENT_PARITY: 'a clear TDES key component does not have odd parity',
+  HSM_COMPONENT_PARITY: 'a clear TDES key component (or an imported TDES key) does not have odd parity',
+  HSM_KEY_NOT_EXPORTABLE:
+    'a key whose exportability is N (or S, for TR-31 export) was asked to leave the HSM',
+  HSM_WRAPPING_KEY:
+    'a key-encrypting key cannot wrap this key: weaker than the key, or of the wrong algorithm for the key block version',
+  HSM_PIN_BLOCK: 'a PIN block does not decode under its format and key (control field, filler, PAN, length)',
+  HSM_PIN_FORMAT: 'a PIN block format is unknown, or does not fit the key (format 4 needs AES, 0/1/3 TDES)',
+  HSM_PIN_DOWNGRADE:
+    'a PIN block translation to a weaker format (4 to 0/1/3, a PAN-bound format to 1) that the HSM is not configured to allow',
+  HSM_PIN_LENGTH: 'a PIN is fewer than 4 or more than 12 digits',
+  HSM_PAN_INVALID: 'a PAN is missing, not digits, or of a length the format or algorithm does not take',
+  HSM_DECIMALISATION: 'a decimalisation table is not 16 decimal digits',
+  HSM_KSN_INVALID: 'a DUKPT key serial number has the wrong length or a counter no device uses',
+  HSM_DATA_LENGTH: 'MAC data longer than the named maximum, or a MAC length the algorithm does not give',
   HSM_COMPONENTS_INVALID: 'key components are not 2 or 3, differ in length, or combine to a key of all zeros',
   HSM_NOT_AUTHORIZED:
     'the command needs the authorized state for its activity, which is not entered or expired',
@@ -63,7 +76,12 @@ export type HsmErrorCode = keyof typeof HSM_ERROR_CODES;
  * parity error, 11 destination key parity error or key all zeros, 15 invalid input data, 17 HSM not
  * authorized, 41 internal hardware/software error, 68 command has been disabled, A4 key block authentication
  * failure, A6 invalid key usage, A7 invalid algorithm, A8 invalid mode of use, A9 invalid key version
- * number, AA invalid export field, B2 miscellaneous key block error.
+ * number, AA invalid export field, B2 miscellaneous key block error; 20 PIN block does not contain valid
+ * values, 22 invalid account number, 23 invalid PIN block format code (payShield also answers 23 when
+ * a PCI HSM setting forbids converting a PIN block to a format), 24 PIN fewer than 4 or more than 12
+ * digits, 25 decimalisation table error, 80 data length error, BB invalid wrapping key. A PIN or MAC
+ * that does not verify is not an error here (the operations return a value); on the host port it is
+ * payShield's 01 (verification failure).
  */
 export const HSM_REPLY_BY_CODE: Readonly<Partial<Record<HsmErrorCode, string>>> = {
   HSM_KEYBLOCK_FORMAT: 'B2',
@@ -75,6 +93,16 @@ export const HSM_REPLY_BY_CODE: Readonly<Partial<Record<HsmErrorCode, string>>> 
   HSM_KEY_LENGTH: '05',
   HSM_KEY_ATTRIBUTES: 'A9',
   HSM_COMPONENT_PARITY: '10',
+  HSM_KEY_NOT_EXPORTABLE: 'AA',
+  HSM_WRAPPING_KEY: 'BB',
+  HSM_PIN_BLOCK: '20',
+  HSM_PIN_FORMAT: '23',
+  HSM_PIN_DOWNGRADE: '23',
+  HSM_PIN_LENGTH: '24',
+  HSM_PAN_INVALID: '22',
+  HSM_DECIMALISATION: '25',
+  HSM_KSN_INVALID: '15',
+  HSM_DATA_LENGTH: '80',
   HSM_COMPONENTS_INVALID: '11',
   HSM_NOT_AUTHORIZED: '17',
   HSM_AUDIT_BROKEN: '41',

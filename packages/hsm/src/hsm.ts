@@ -8,15 +8,72 @@
  * clear components) need the authorized state (auth.ts).
  */
 import { randomBytes } from 'node:crypto';
-import { adjustOddParity, hasOddParity, kcvAes, kcvTdes, toHex, wipe, xor } from '@openposp/crypto';
+import {
+  adjustOddParity,
+  assertCounterUsableAes,
+  assertCounterUsableTdes,
+  assertDecimalisationTable,
+  decodePinBlock,
+  decryptPinBlock,
+  decryptPinBlockTdes,
+  deriveInitialKeyAes,
+  deriveIpekTdes,
+  deriveWorkingKeyAes,
+  type DukptAesKeyType,
+  generateMac as cryptoGenerateMac,
+  generateOffsetIbm3624,
+  generatePvvVisa,
+  hasOddParity,
+  kcvAes,
+  kcvTdes,
+  type MacOptions,
+  toHex,
+  unwrapKeyBlock,
+  verifyMac as cryptoVerifyMac,
+  verifyPinIbm3624 as cryptoVerifyPinIbm3624,
+  verifyPvvVisa,
+  wipe,
+  wrapKeyBlock,
+  xor,
+} from '@openposp/crypto';
+import type {
+  DeriveDukptInitialKeyRequest,
+  DukptInitialKey,
+  ExportedKey,
+  ExportKeyRequest,
+  GenerateIbm3624OffsetRequest,
+  GeneratedKey,
+  GenerateKeyOptions,
+  GeneratePvvRequest,
+  HsmMacAlgorithm,
+  ImportKeyRequest,
+  MacRequest,
+  PinBlockFormatCode,
+  PinBlockIn,
+  PinVerification,
+  TerminalKey,
+  TerminalKeyType,
+  TerminalWorkingKeys,
+  TranslatePinDukptToZpkRequest,
+  TranslatePinTpkToZpkRequest,
+  TranslatePinZpkToZpkRequest,
+  VerifyMacRequest,
+  VerifyPinIbm3624Request,
+  VerifyPinPvvRequest,
+  ZoneKey,
+  ZoneKeyType,
+} from './api.js';
 import type { AuditEvent, AuditLog } from './audit.js';
 import type { AuthState, Authorization, CustodianCredential } from './auth.js';
 import { HsmError } from './errors.js';
+import { CachedKey, KEY_CACHE_ENTRIES_DEFAULT, KeyCache } from './keycache.js';
 import {
   checkKeyAttributes,
+  checkKeyExpectation,
   type Exportability,
   type KeyAlgorithm,
   type KeyAttributes,
+  type KeyExpectation,
   KEY_ALGORITHMS,
   KEY_LENGTHS_BYTES,
   type KeyUsage,
@@ -24,6 +81,15 @@ import {
 } from './keystore.js';
 import { DEFAULT_MODE_BY_USAGE, type KeyType, usagesFor } from './keytypes.js';
 import type { Lmk } from './lmk.js';
+import {
+  checkKeyForFormat,
+  checkNoDowngrade,
+  checkPinBlockLength,
+  checkPinFormat,
+  decryptPin,
+  encryptPin,
+  mapCrypto,
+} from './pin.js';
 
 export const FIRMWARE_VERSION = 'openposp-hsm/0.1.0';
 /** Check values in replies: 3 bytes, 6 hex digits (payShield's KCV width for key-block keys). */
@@ -40,6 +106,13 @@ export interface HsmOptions {
   /** Activities (`A0.ZMK`, `A4.*`) that need the authorized state; SENSITIVE_ACTIVITIES_DEFAULT when omitted. */
   sensitiveActivities?: readonly string[];
   firmwareVersion?: string;
+  /**
+   * Allow PIN translations to a weaker format (ISO 4 to 0/1/3, a PAN-bound format to 1). Default false:
+   * refused with HSM_PIN_DOWNGRADE (payShield 23), as the PCI HSM PIN block settings do.
+   */
+  allowPinBlockDowngrade?: boolean;
+  /** Unwrapped key blocks kept in the LRU key cache (keycache.ts); 0 disables it. Default 1024. */
+  keyCacheEntries?: number;
 }
 
 export interface Diagnostics {
@@ -73,6 +146,57 @@ export interface KeyUnderLmk {
   checkValue: string;
 }
 
+/** Longest MAC input M6/M8 take, in bytes (fits one host frame with its fields). */
+export const MAC_DATA_MAX_BYTES = 32000;
+/** Terminal keys: 4-byte encrypt-zeros check values, as the UnionPay sign-in response (field 62) carries them. */
+export const TERMINAL_KCV_BYTES = 4;
+export const TERMINAL_KEY_TYPES: readonly TerminalKeyType[] = ['TMK', 'TPK', 'TAK', 'TDK'];
+export const ZONE_KEY_TYPES: readonly ZoneKeyType[] = ['ZPK', 'ZAK', 'ZEK'];
+
+function checkZoneKeyType(t: string): void {
+  if (!(ZONE_KEY_TYPES as readonly string[]).includes(t)) {
+    throw new HsmError('HSM_KEY_TYPE', 'keyType', `must be ${ZONE_KEY_TYPES.join(', ')}`);
+  }
+}
+
+/** What each operation accepts of its keys (TR-31 usage and mode of use; X9.143 Tables 6 and 8). */
+const PIN_DECRYPT: KeyExpectation = { usage: 'P0', modeOfUse: ['B', 'D'] };
+const PIN_ENCRYPT: KeyExpectation = { usage: 'P0', modeOfUse: ['B', 'E'] };
+const KEK_WRAP: KeyExpectation = { usage: 'K0', modeOfUse: ['B', 'E'] };
+const KEK_UNWRAP: KeyExpectation = { usage: 'K0', modeOfUse: ['B', 'D'] };
+const PVK_IBM = (verify: boolean): KeyExpectation => ({
+  usage: 'V1',
+  modeOfUse: ['C', verify ? 'V' : 'G'],
+  algorithm: 'T',
+});
+const PVK_VISA = (verify: boolean): KeyExpectation => ({
+  usage: 'V2',
+  modeOfUse: ['C', verify ? 'V' : 'G'],
+  algorithm: 'T',
+});
+/**
+ * The MAC key usage each algorithm needs: TR-31 M1 is ISO 9797-1 algorithm 1, M3 algorithm 3 (X9.19),
+ * M6 CMAC. The UnionPay ECB MAC has no TR-31 usage; it runs under a double-length TDES M1 or M3 key (a
+ * terminal's MAK).
+ */
+export const MAC_KEY_USAGES: Readonly<Record<HsmMacAlgorithm, readonly KeyUsage[]>> = {
+  'iso9797-1-1': ['M1'],
+  'iso9797-1-3': ['M3'],
+  cmac: ['M6'],
+  'cup-ecb': ['M1', 'M3'],
+};
+const AES_DUKPT_PIN_KEY_TYPE: Readonly<Record<number, DukptAesKeyType>> = {
+  16: 'AES128',
+  24: 'AES192',
+  32: 'AES256',
+};
+
+/** Security strength in bits (NIST SP 800-57 Part 1 Table 2): a KEK may wrap only keys no stronger than itself. */
+function strengthOf(algorithm: KeyAlgorithm, length: number): number {
+  if (algorithm === 'A') return length * 8;
+  return length === 24 ? 112 : 80;
+}
+
 /** Check value of a clear key as the replies give it: TDES encrypt-zeros (X9.24-1), AES CMAC (X9.24-3). */
 export function checkValueOf(algorithm: KeyAlgorithm, key: Uint8Array): string {
   return toHex(algorithm === 'T' ? kcvTdes(key, KCV_BYTES) : kcvAes(key, KCV_BYTES));
@@ -99,7 +223,9 @@ export class Hsm {
   readonly #audit: AuditLog | undefined;
   readonly #auth: Authorization | undefined;
   readonly #sensitive: readonly string[];
+  readonly #cache: KeyCache;
   readonly firmwareVersion: string;
+  readonly allowPinBlockDowngrade: boolean;
 
   constructor(opts: HsmOptions) {
     this.#lmk = opts.lmk;
@@ -107,6 +233,45 @@ export class Hsm {
     this.#auth = opts.authorization;
     this.#sensitive = opts.sensitiveActivities ?? SENSITIVE_ACTIVITIES_DEFAULT;
     this.firmwareVersion = opts.firmwareVersion ?? FIRMWARE_VERSION;
+    this.allowPinBlockDowngrade = opts.allowPinBlockDowngrade === true;
+    this.#cache = new KeyCache(opts.keyCacheEntries ?? KEY_CACHE_ENTRIES_DEFAULT);
+  }
+
+  /** Key cache counters (for the benchmark and monitoring). */
+  get keyCacheStats(): { entries: number; hits: number; misses: number; maxEntries: number } {
+    const c = this.#cache;
+    return { entries: c.size, hits: c.hits, misses: c.misses, maxEntries: c.maxEntries };
+  }
+
+  /** Wipes the key cache (the LMK is the caller's to destroy). */
+  destroy(): void {
+    this.#cache.clear();
+  }
+
+  /**
+   * A key block's key, from the cache or unwrapped under the LMK (its MAC verified before it is cached),
+   * checked against `expect` every time. Keys not cached (cache disabled) are wiped by `#run`.
+   */
+  #key(block: string, expect: KeyExpectation, field: string, temps: CachedKey[]): CachedKey {
+    if (typeof block !== 'string') throw new TypeError(`${field} must be a key block string`);
+    let e = this.#cache.get(block);
+    if (e === undefined) {
+      const { key, attrs } = this.#lmk.unwrapKey(block, null, field);
+      e = new CachedKey(key, attrs);
+      if (this.#cache.maxEntries > 0) this.#cache.set(block, e);
+      else temps.push(e);
+    }
+    checkKeyExpectation(e.attrs, expect, field);
+    return e;
+  }
+
+  #run<T>(fn: (key: (block: string, expect: KeyExpectation, field: string) => CachedKey) => T): T {
+    const temps: CachedKey[] = [];
+    try {
+      return fn((b, x, f) => this.#key(b, x, f, temps));
+    } finally {
+      for (const t of temps) t.destroy();
+    }
   }
 
   /** The LMK, for commands that wrap and unwrap keys (it never yields its bytes). */
@@ -133,10 +298,10 @@ export class Hsm {
   }
 
   /** Runs a key-management operation and writes its audit line (success or the error code). */
-  #audited(command: string, keyType: string, who: string, run: () => KeyUnderLmk): KeyUnderLmk {
+  #audited<T extends { checkValue: string }>(command: string, keyType: string, who: string, run: () => T): T {
     // A malformed key type from a request is not echoed into the log (its field rules would refuse it).
     const base: AuditEvent = { who, command, ...(/^[A-Z0-9]{1,8}$/.test(keyType) ? { keyType } : {}) };
-    let out: KeyUnderLmk;
+    let out: T;
     try {
       out = run();
     } catch (e) {
@@ -219,25 +384,39 @@ export class Hsm {
     return attrs;
   }
 
-  /** A0: generates a random key of `req.keyType` and returns it under the LMK with its check value. */
-  generateKey(req: GenerateKeyRequest, who = 'api'): KeyUnderLmk {
-    return this.#audited('A0', String(req.keyType), who, () => {
-      const attrs = this.attributesFor(req);
-      checkLength(attrs.algorithm, req.keyLengthBytes, 'keyLength');
-      this.#requireAuthorized(`A0.${req.keyType}`);
-      let key: Uint8Array = new Uint8Array(randomBytes(req.keyLengthBytes));
-      if (attrs.algorithm === 'T') {
-        // FIPS 46-3: each DES key byte carries odd parity in its low bit.
-        const k = adjustOddParity(key);
-        wipe(key);
-        key = k;
-      }
-      try {
-        return { keyBlock: this.#lmk.wrapKey(key, attrs), checkValue: checkValueOf(attrs.algorithm, key) };
-      } finally {
-        wipe(key);
-      }
-    });
+  /** A random key of `length` bytes; TDES keys get odd parity (FIPS 46-3: each DES key byte's low bit). */
+  #randomKey(algorithm: KeyAlgorithm, length: number): Uint8Array {
+    const key = new Uint8Array(randomBytes(length));
+    if (algorithm !== 'T') return key;
+    const k = adjustOddParity(key);
+    wipe(key);
+    return k;
+  }
+
+  /**
+   * A0: generates a random key of `req.keyType` and returns it under the LMK with its check value; with
+   * `exportUnder` (A0 mode 1) also as a TR-31 block under that ZMK or TMK.
+   */
+  generateKey(req: GenerateKeyOptions, who = 'api'): GeneratedKey {
+    return this.#audited('A0', String(req.keyType), who, () =>
+      this.#run((k) => {
+        const attrs = this.attributesFor(req);
+        checkLength(attrs.algorithm, req.keyLengthBytes, 'keyLength');
+        this.#requireAuthorized(`A0.${req.keyType}`);
+        const kek = req.exportUnder === undefined ? undefined : k(req.exportUnder, KEK_WRAP, 'exportUnder');
+        const key = this.#randomKey(attrs.algorithm, req.keyLengthBytes);
+        try {
+          const out: GeneratedKey = {
+            keyBlock: this.#lmk.wrapKey(key, attrs),
+            checkValue: checkValueOf(attrs.algorithm, key),
+          };
+          if (kek !== undefined) out.exported = this.#wrapTr31(kek, key, attrs, 'keyBlock');
+          return out;
+        } finally {
+          wipe(key);
+        }
+      }),
+    );
   }
 
   /**
@@ -296,5 +475,439 @@ export class Hsm {
         wipe(key);
       }
     });
+  }
+
+  // --- TR-31 key exchange (A6, A8, GC, FA, FI) ---
+
+  /**
+   * Wraps `key` as a TR-31 block under `kek` (crypto's `wrapKeyBlock`): version B under a TDES KEK
+   * (TR-31:2010 key derivation binding), D under an AES KEK (TR-31:2018 / X9.143). The header carries the
+   * key's own attributes. Refused: a key not exportable (HSM_KEY_NOT_EXPORTABLE), an AES key under a TDES
+   * KEK or a key stronger than the KEK (HSM_WRAPPING_KEY; X9.24-1 requires a KEK at least as strong).
+   */
+  #wrapTr31(kek: CachedKey, key: Uint8Array, attrs: KeyAttributes, field: string): string {
+    if (attrs.exportability !== 'E') {
+      throw new HsmError(
+        'HSM_KEY_NOT_EXPORTABLE',
+        field,
+        attrs.exportability === 'N'
+          ? 'exportability N: the key may not leave the HSM'
+          : 'exportability S: the key may not be exported as a TR-31 block',
+      );
+    }
+    if (kek.attrs.algorithm === 'T' && attrs.algorithm === 'A') {
+      throw new HsmError('HSM_WRAPPING_KEY', 'kek', 'a TDES key-encrypting key cannot wrap an AES key');
+    }
+    if (strengthOf(kek.attrs.algorithm, kek.key.length) < strengthOf(attrs.algorithm, key.length)) {
+      throw new HsmError('HSM_WRAPPING_KEY', 'kek', 'the key-encrypting key is weaker than the key to wrap');
+    }
+    const version = kek.attrs.algorithm === 'T' ? 'B' : 'D';
+    const header = `${version}0000${attrs.usage}${attrs.algorithm}${attrs.modeOfUse}${attrs.keyVersion}${attrs.exportability}0000`;
+    return mapCrypto(() => wrapKeyBlock(kek.key, header, key), 'tr31');
+  }
+
+  /**
+   * Opens a TR-31 block under `kek` (crypto's `unwrapKeyBlock`: MAC verified before the key is read) and
+   * checks its header as the HSM's own blocks are checked. The caller wipes the key.
+   */
+  #openTr31(kek: CachedKey, tr31: string): { key: Uint8Array; attrs: KeyAttributes } {
+    if (typeof tr31 !== 'string') throw new TypeError('tr31 must be a string');
+    const want = kek.attrs.algorithm === 'T' ? 'B' : 'D';
+    if (tr31[0] !== want) {
+      throw new HsmError(
+        'HSM_WRAPPING_KEY',
+        'tr31',
+        `a ${kek.attrs.algorithm === 'T' ? 'TDES' : 'AES'} key-encrypting key opens TR-31 version ${want} blocks only`,
+      );
+    }
+    const u = mapCrypto(() => unwrapKeyBlock(kek.key, tr31), 'tr31');
+    const h = u.header;
+    const attrs = {
+      usage: h.keyUsage,
+      algorithm: h.algorithm,
+      modeOfUse: h.modeOfUse,
+      keyVersion: h.keyVersionNumber,
+      exportability: h.exportability,
+    } as KeyAttributes;
+    try {
+      checkKeyAttributes(attrs, u.key.length, 'tr31.header');
+      if (attrs.algorithm === 'T' && !hasOddParity(u.key)) {
+        throw new HsmError('HSM_COMPONENT_PARITY', 'tr31', 'the TDES key inside does not have odd parity');
+      }
+    } catch (e) {
+      wipe(u.key);
+      throw e;
+    }
+    return { key: u.key, attrs };
+  }
+
+  #import(command: string, req: ImportKeyRequest, who: string): KeyUnderLmk {
+    return this.#audited(command, String(req.keyType), who, () =>
+      this.#run((k) => {
+        const kek = k(req.kek, KEK_UNWRAP, 'kek');
+        const { key, attrs } = this.#openTr31(kek, req.tr31);
+        try {
+          const usages = usagesFor(req.keyType, attrs.algorithm);
+          if (!usages.includes(attrs.usage)) {
+            throw new HsmError(
+              'HSM_KEY_USAGE',
+              'tr31',
+              `key usage ${attrs.usage} is not one a ${req.keyType} takes (${usages.join(' or ')})`,
+            );
+          }
+          return { keyBlock: this.#lmk.wrapKey(key, attrs), checkValue: checkValueOf(attrs.algorithm, key) };
+        } finally {
+          wipe(key);
+        }
+      }),
+    );
+  }
+
+  /** A6: imports a key from a TR-31 block under a ZMK or TMK; its usage must be one `keyType` takes. */
+  importKeyFromZmk(req: ImportKeyRequest, who = 'api'): KeyUnderLmk {
+    return this.#import('A6', req, who);
+  }
+
+  /** FA: imports a zone key (ZPK, ZAK, ZEK) from a TR-31 block under a ZMK. */
+  importZoneKey(zmk: string, keyType: ZoneKeyType, tr31: string, who = 'api'): KeyUnderLmk {
+    checkZoneKeyType(keyType);
+    return this.#import('FA', { kek: zmk, tr31, keyType }, who);
+  }
+
+  /**
+   * A8 (any exportable key) / GC (zone keys: usages P0, M1, M3, M6, D0): exports a key under a ZMK or TMK
+   * as TR-31. The audit line's key type is the key's TR-31 usage (a block does not name its key type).
+   */
+  exportKeyUnderKek(req: ExportKeyRequest, who = 'api', command = 'A8'): ExportedKey {
+    const usage = typeof req.keyBlock === 'string' ? req.keyBlock.slice(6, 8) : '';
+    return this.#audited(command, usage, who, () =>
+      this.#run((k) => {
+        const kek = k(req.kek, KEK_WRAP, 'kek');
+        const { key, attrs } = this.#lmk.unwrapKey(req.keyBlock, null, 'keyBlock');
+        try {
+          if (command === 'GC' && !['P0', 'M1', 'M3', 'M6', 'D0'].includes(attrs.usage)) {
+            throw new HsmError(
+              'HSM_KEY_USAGE',
+              'keyBlock',
+              `key usage ${attrs.usage} is not a zone key's (expected P0, M1, M3, M6 or D0)`,
+            );
+          }
+          return {
+            tr31: this.#wrapTr31(kek, key, attrs, 'keyBlock'),
+            checkValue: checkValueOf(attrs.algorithm, key),
+          };
+        } finally {
+          wipe(key);
+        }
+      }),
+    );
+  }
+
+  /**
+   * FI (payShield FI for ZAK/ZEK, IA for ZPK): a new zone key of the ZMK's algorithm and length, under the
+   * LMK and as TR-31 under the ZMK, with its check value.
+   */
+  generateZoneKey(zmk: string, keyType: ZoneKeyType, who = 'api'): ZoneKey {
+    return this.#audited('FI', String(keyType), who, () =>
+      this.#run((k) => {
+        checkZoneKeyType(keyType);
+        const kek = k(zmk, KEK_WRAP, 'zmk');
+        const algorithm = kek.attrs.algorithm;
+        const attrs = this.attributesFor({ keyType, algorithm });
+        const key = this.#randomKey(algorithm, kek.key.length);
+        try {
+          return {
+            keyBlock: this.#lmk.wrapKey(key, attrs),
+            underZmk: this.#wrapTr31(kek, key, attrs, 'keyBlock'),
+            checkValue: checkValueOf(algorithm, key),
+          };
+        } finally {
+          wipe(key);
+        }
+      }),
+    );
+  }
+
+  // --- Terminal keys (HC, sign-in) ---
+
+  #terminalKey(command: string, tmk: string, keyType: TerminalKeyType, who: string): TerminalKey {
+    return this.#audited(command, String(keyType), who, () =>
+      this.#run((k) => {
+        if (!TERMINAL_KEY_TYPES.includes(keyType)) {
+          throw new HsmError('HSM_KEY_TYPE', 'keyType', `must be ${TERMINAL_KEY_TYPES.join(', ')}`);
+        }
+        // Field 62 carries TDES-ECB cryptograms: the TMK must be a TDES KEK that may encrypt.
+        const kek = k(tmk, { ...KEK_WRAP, algorithm: 'T' }, 'tmk');
+        const attrs = this.attributesFor({ keyType, algorithm: 'T' });
+        const key = this.#randomKey('T', 16);
+        try {
+          return {
+            keyBlock: this.#lmk.wrapKey(key, attrs),
+            underTmk: toHex(kek.encryptEcb(key)),
+            checkValue: toHex(kcvTdes(key, TERMINAL_KCV_BYTES)),
+          };
+        } finally {
+          wipe(key);
+        }
+      }),
+    );
+  }
+
+  /** HC: a new double-length TDES TMK, TPK, TAK or TDK under the current TMK (TDES-ECB) and the LMK. */
+  generateTerminalKey(tmk: string, keyType: TerminalKeyType, who = 'api'): TerminalKey {
+    return this.#terminalKey('HC', tmk, keyType, who);
+  }
+
+  /**
+   * WK (ours): the UnionPay sign-in (0800/0810): a new PIK (TPK), MAK (TAK) and TDK, each TDES-ECB
+   * encrypted under the terminal's TMK with its 4-byte encrypt-zeros check value (the field 62 content)
+   * and under the LMK (the POSP's terminal table copy). One audit line per key.
+   */
+  generateTerminalWorkingKeys(tmk: string, who = 'api'): TerminalWorkingKeys {
+    return {
+      tpk: this.#terminalKey('WK', tmk, 'TPK', who),
+      tak: this.#terminalKey('WK', tmk, 'TAK', who),
+      tdk: this.#terminalKey('WK', tmk, 'TDK', who),
+    };
+  }
+
+  // --- PIN translation (CA, CC, G0/CI) ---
+
+  #checkTranslation(req: PinBlockIn & { formatOut: PinBlockFormatCode }): void {
+    checkPinFormat(req.format, 'format');
+    checkPinFormat(req.formatOut, 'formatOut');
+    checkNoDowngrade(req.format, req.formatOut, this.allowPinBlockDowngrade);
+  }
+
+  #translate(
+    src: string,
+    srcField: string,
+    dst: string,
+    dstField: string,
+    req: PinBlockIn & { formatOut: PinBlockFormatCode },
+  ): Uint8Array {
+    this.#checkTranslation(req);
+    return this.#run((k) => {
+      const from = k(src, PIN_DECRYPT, srcField);
+      const to = k(dst, PIN_ENCRYPT, dstField);
+      checkKeyForFormat(req.formatOut, to.attrs.algorithm, dstField);
+      const pin = decryptPin(from, req.format, req.pinBlock, req.pan, srcField);
+      return encryptPin(to, req.formatOut, pin, req.pan, dstField);
+    });
+  }
+
+  /** CA: translates a PIN block from a TPK to a ZPK, optionally changing its ISO format. */
+  translatePinTpkToZpk(req: TranslatePinTpkToZpkRequest): Uint8Array {
+    return this.#translate(req.tpk, 'tpk', req.zpk, 'zpk', req);
+  }
+
+  /** CC: translates a PIN block from one ZPK to another, optionally changing its ISO format. */
+  translatePinZpkToZpk(req: TranslatePinZpkToZpkRequest): Uint8Array {
+    return this.#translate(req.zpkIn, 'zpkIn', req.zpkOut, 'zpkOut', req);
+  }
+
+  /**
+   * G0 / CI: translates a PIN block encrypted under a DUKPT PIN key to a ZPK. TDES DUKPT (X9.24-1:2009):
+   * the PIN variant of the transaction key of the KSN, formats 0, 1, 3. AES DUKPT (X9.24-3:2017 6.3): the
+   * PIN working key of the KSN, AES of the BDK's length for format 4, 2-key TDES for formats 0, 1, 3.
+   * KSN counters no device sends (0, too many one bits) are refused (HSM_KSN_INVALID).
+   */
+  translatePinDukptToZpk(req: TranslatePinDukptToZpkRequest): Uint8Array {
+    if (req.scheme !== 'tdes' && req.scheme !== 'aes') {
+      throw new HsmError('HSM_REQUEST_INVALID', 'scheme', 'must be tdes or aes');
+    }
+    this.#checkTranslation(req);
+    if (!(req.ksn instanceof Uint8Array)) throw new TypeError('ksn must be a Uint8Array');
+    return this.#run((k) => {
+      const bdk = k(
+        req.bdk,
+        { usage: 'B0', modeOfUse: 'X', algorithm: req.scheme === 'tdes' ? 'T' : 'A' },
+        'bdk',
+      );
+      const zpk = k(req.zpk, PIN_ENCRYPT, 'zpk');
+      checkKeyForFormat(req.formatOut, zpk.attrs.algorithm, 'zpk');
+      checkPinBlockLength(req.format, req.pinBlock);
+      let pin: string;
+      if (req.scheme === 'tdes') {
+        if (req.format === 4) {
+          throw new HsmError('HSM_PIN_FORMAT', 'format', 'TDES DUKPT PIN blocks are ISO format 0, 1 or 3');
+        }
+        mapCrypto(() => assertCounterUsableTdes(req.ksn));
+        const clear = mapCrypto(() => decryptPinBlockTdes(bdk.key, req.ksn, req.pinBlock));
+        try {
+          pin = mapCrypto(() => decodePinBlock(req.format, clear, req.pan));
+        } finally {
+          wipe(clear);
+        }
+      } else {
+        mapCrypto(() => assertCounterUsableAes(req.ksn));
+        const type = req.format === 4 ? AES_DUKPT_PIN_KEY_TYPE[bdk.key.length]! : 'TDES2';
+        const wk = mapCrypto(() => deriveWorkingKeyAes(bdk.key, req.ksn, 'pin', type));
+        try {
+          pin = mapCrypto(() => decryptPinBlock(req.format, wk, req.pinBlock, req.pan));
+        } finally {
+          wipe(wk);
+        }
+      }
+      return encryptPin(zpk, req.formatOut, pin, req.pan, 'zpk');
+    });
+  }
+
+  // --- PIN verification (DA/EA, DC/EC) and generation (BK, FW) ---
+
+  #pinOf(k: (b: string, x: KeyExpectation, f: string) => CachedKey, req: PinBlockIn & { pinKey: string }) {
+    checkPinFormat(req.format, 'format');
+    const pk = k(req.pinKey, PIN_DECRYPT, 'pinKey');
+    return () => decryptPin(pk, req.format, req.pinBlock, req.pan, 'pinKey');
+  }
+
+  #ibmInputs(req: GenerateIbm3624OffsetRequest): Uint8Array {
+    mapCrypto(() => assertDecimalisationTable(req.decimalisationTable));
+    if (typeof req.validationData !== 'string' || !/^[0-9A-F]{16}$/.test(req.validationData)) {
+      throw new HsmError('HSM_REQUEST_INVALID', 'validationData', 'must be 16 upper-case hex digits');
+    }
+    return new Uint8Array(Buffer.from(req.validationData, 'hex'));
+  }
+
+  /** DA (TPK) / EA (ZPK): IBM 3624 offset verification; `{ ok: false }` when the PIN is not the card's. */
+  verifyPinIbm3624(req: VerifyPinIbm3624Request): PinVerification {
+    return this.#run((k) => {
+      const pin = this.#pinOf(k, req);
+      const pvk = k(req.pvk, PVK_IBM(true), 'pvk');
+      const vd = this.#ibmInputs(req);
+      if (typeof req.offset !== 'string' || !/^[0-9]{4,12}$/.test(req.offset)) {
+        throw new HsmError('HSM_REQUEST_INVALID', 'offset', 'must be 4 to 12 decimal digits');
+      }
+      const p = pin();
+      return {
+        ok: mapCrypto(() => cryptoVerifyPinIbm3624(pvk.key, req.decimalisationTable, vd, p, req.offset)),
+      };
+    });
+  }
+
+  /** BK: the IBM 3624 offset of a customer-selected PIN (PIN block under a TPK or ZPK). */
+  generateIbm3624Offset(req: GenerateIbm3624OffsetRequest): { offset: string } {
+    return this.#run((k) => {
+      const pin = this.#pinOf(k, req);
+      const pvk = k(req.pvk, PVK_IBM(false), 'pvk');
+      const vd = this.#ibmInputs(req);
+      const p = pin();
+      return { offset: mapCrypto(() => generateOffsetIbm3624(pvk.key, req.decimalisationTable, vd, p)) };
+    });
+  }
+
+  #pvvInputs(req: GeneratePvvRequest): void {
+    if (typeof req.pvki !== 'string' || !/^[0-9]$/.test(req.pvki)) {
+      throw new HsmError('HSM_REQUEST_INVALID', 'pvki', 'must be 1 decimal digit');
+    }
+  }
+
+  /** DC (TPK) / EC (ZPK): Visa PVV verification; `{ ok: false }` when the PIN is not the card's. */
+  verifyPinPvv(req: VerifyPinPvvRequest): PinVerification {
+    return this.#run((k) => {
+      const pin = this.#pinOf(k, req);
+      const pvk = k(req.pvk, PVK_VISA(true), 'pvk');
+      this.#pvvInputs(req);
+      if (typeof req.pvv !== 'string' || !/^[0-9]{4}$/.test(req.pvv)) {
+        throw new HsmError('HSM_REQUEST_INVALID', 'pvv', 'must be 4 decimal digits');
+      }
+      const p = pin();
+      return { ok: mapCrypto(() => verifyPvvVisa(pvk.key, req.pvki, p, req.pan as string, req.pvv)) };
+    });
+  }
+
+  /** FW: the Visa PVV of a customer-selected PIN (PIN block under a TPK or ZPK). */
+  generatePvv(req: GeneratePvvRequest): { pvv: string } {
+    return this.#run((k) => {
+      const pin = this.#pinOf(k, req);
+      const pvk = k(req.pvk, PVK_VISA(false), 'pvk');
+      this.#pvvInputs(req);
+      const p = pin();
+      return { pvv: mapCrypto(() => generatePvvVisa(pvk.key, req.pvki, p, req.pan as string)) };
+    });
+  }
+
+  // --- MAC (M6, M8) ---
+
+  #mac<T>(req: MacRequest, verifying: boolean, fn: (key: CachedKey, opts: MacOptions) => T): T {
+    const usages = MAC_KEY_USAGES[req.algorithm];
+    if (!Object.hasOwn(MAC_KEY_USAGES, req.algorithm) || usages === undefined) {
+      throw new HsmError(
+        'HSM_REQUEST_INVALID',
+        'algorithm',
+        `must be one of ${Object.keys(MAC_KEY_USAGES).join(', ')}`,
+      );
+    }
+    if (!(req.data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array');
+    if (req.data.length > MAC_DATA_MAX_BYTES) {
+      throw new HsmError('HSM_DATA_LENGTH', 'data', `must be at most ${MAC_DATA_MAX_BYTES} bytes`);
+    }
+    return this.#run((k) => {
+      const key = k(req.key, { usage: usages, modeOfUse: ['C', verifying ? 'V' : 'G'] }, 'key');
+      const max = req.algorithm === 'cmac' && key.attrs.algorithm === 'A' ? 16 : 8;
+      if (req.length !== undefined && (!Number.isInteger(req.length) || req.length < 4 || req.length > max)) {
+        throw new HsmError('HSM_DATA_LENGTH', 'length', `MAC length must be 4 to ${max} bytes`);
+      }
+      if (req.padding !== undefined && ![1, 2, 3].includes(req.padding)) {
+        throw new HsmError('HSM_REQUEST_INVALID', 'padding', 'ISO 9797-1 padding method must be 1, 2 or 3');
+      }
+      const opts: MacOptions = {};
+      if (req.padding !== undefined) opts.padding = req.padding;
+      if (req.length !== undefined) opts.length = req.length;
+      if (req.algorithm === 'cmac') opts.cipher = key.attrs.algorithm === 'T' ? 'tdes' : 'aes';
+      return mapCrypto(() => fn(key, opts));
+    });
+  }
+
+  /** M6: a MAC under a TAK or ZAK whose usage fits the algorithm (MAC_KEY_USAGES), mode C or G. */
+  generateMac(req: MacRequest): Uint8Array {
+    return this.#mac(req, false, (k, o) => cryptoGenerateMac(req.algorithm, k.key, req.data, o));
+  }
+
+  /** M8: true when `req.mac` is the MAC of the data (constant-time compare); mode C or V. */
+  verifyMac(req: VerifyMacRequest): boolean {
+    if (!(req.mac instanceof Uint8Array)) throw new TypeError('mac must be a Uint8Array');
+    return this.#mac(req, true, (k, o) => cryptoVerifyMac(req.algorithm, k.key, req.data, req.mac, o));
+  }
+
+  // --- DUKPT initial key (IK) ---
+
+  /**
+   * IK (ours; payShield's A0 derive mode): the initial key a reader is loaded with: TDES DUKPT IPEK
+   * (X9.24-1:2009 A.6) or AES DUKPT initial key (X9.24-3:2017 6.3.3), TR-31 usage B1, under the LMK and,
+   * with `exportUnder`, as TR-31 under that KEK (for a key loading device or remote key loading).
+   */
+  deriveDukptInitialKey(req: DeriveDukptInitialKeyRequest, who = 'api'): DukptInitialKey {
+    return this.#audited('IK', 'IPEK', who, () =>
+      this.#run((k) => {
+        if (req.scheme !== 'tdes' && req.scheme !== 'aes') {
+          throw new HsmError('HSM_REQUEST_INVALID', 'scheme', 'must be tdes or aes');
+        }
+        if (!(req.ksn instanceof Uint8Array)) throw new TypeError('ksn must be a Uint8Array');
+        const algorithm: KeyAlgorithm = req.scheme === 'tdes' ? 'T' : 'A';
+        const bdk = k(req.bdk, { usage: 'B0', modeOfUse: 'X', algorithm }, 'bdk');
+        const kek = req.exportUnder === undefined ? undefined : k(req.exportUnder, KEK_WRAP, 'exportUnder');
+        const ik = mapCrypto(() =>
+          req.scheme === 'tdes' ? deriveIpekTdes(bdk.key, req.ksn) : deriveInitialKeyAes(bdk.key, req.ksn),
+        );
+        const attrs: KeyAttributes = {
+          usage: 'B1',
+          algorithm,
+          modeOfUse: 'X',
+          keyVersion: '00',
+          exportability: 'E',
+        };
+        try {
+          const out: DukptInitialKey = {
+            keyBlock: this.#lmk.wrapKey(ik, attrs),
+            checkValue: checkValueOf(algorithm, ik),
+          };
+          if (kek !== undefined) out.exported = this.#wrapTr31(kek, ik, attrs, 'initialKey');
+          return out;
+        } finally {
+          wipe(ik);
+        }
+      }),
+    );
   }
 }

@@ -37,6 +37,7 @@ import { HsmError } from './errors.js';
 /** TR-31 key usage codes this HSM issues (X9.143 Table 6). */
 export const KEY_USAGES = {
   B0: 'base derivation key (BDK)',
+  B1: 'initial DUKPT key (IPEK / IK)',
   D0: 'symmetric data encryption',
   K0: 'key encryption or wrapping',
   M1: 'MAC, ISO 9797-1 algorithm 1',
@@ -75,6 +76,7 @@ export type Exportability = keyof typeof EXPORTABILITIES;
 /** Which modes of use make sense for each usage (TR-31 Table "Key usage / mode of use"). */
 export const MODES_BY_USAGE: Readonly<Record<KeyUsage, readonly ModeOfUse[]>> = {
   B0: ['X'],
+  B1: ['X'],
   D0: ['B', 'D', 'E'],
   K0: ['B', 'D', 'E'],
   M1: ['C', 'G', 'V'],
@@ -285,6 +287,36 @@ export function parseLmkKeyBlockHeader(block: string, field = 'keyBlock'): KeyAt
 const asList = <T>(v: T | readonly T[]): readonly T[] => (Array.isArray(v) ? (v as readonly T[]) : [v as T]);
 
 /**
+ * Throws unless `attrs` meet `expect`: HSM_KEY_USAGE, then HSM_KEY_MODE_OF_USE, then HSM_KEY_ALGORITHM.
+ * Used on every unwrap, and on every use of a key taken from the HSM's key cache.
+ */
+export function checkKeyExpectation(attrs: KeyAttributes, expect: KeyExpectation, field = 'keyBlock'): void {
+  const usages = asList(expect.usage);
+  if (!usages.includes(attrs.usage)) {
+    throw new HsmError(
+      'HSM_KEY_USAGE',
+      field,
+      `key usage ${attrs.usage} (${KEY_USAGES[attrs.usage]}) is not accepted here (expected ${usages.join(' or ')})`,
+    );
+  }
+  const modes = asList(expect.modeOfUse);
+  if (!modes.includes(attrs.modeOfUse)) {
+    throw new HsmError(
+      'HSM_KEY_MODE_OF_USE',
+      field,
+      `mode of use ${attrs.modeOfUse} is not accepted here (expected ${modes.join(' or ')})`,
+    );
+  }
+  if (expect.algorithm !== undefined && expect.algorithm !== attrs.algorithm) {
+    throw new HsmError(
+      'HSM_KEY_ALGORITHM',
+      field,
+      `algorithm ${attrs.algorithm} is not accepted here (expected ${expect.algorithm})`,
+    );
+  }
+}
+
+/**
  * Verifies a block's MAC, checks its attributes against `expect`, and only then decrypts the key.
  * Order of checks: format (HSM_KEYBLOCK_FORMAT), MAC (HSM_KEYBLOCK_MAC), usage (HSM_KEY_USAGE), mode of
  * use (HSM_KEY_MODE_OF_USE), algorithm (HSM_KEY_ALGORITHM), inner key length (HSM_KEYBLOCK_FORMAT).
@@ -311,31 +343,7 @@ export function unwrapLmkKeyBlock(
       'MAC does not verify (block altered, or under another LMK)',
     );
   }
-  if (expect !== null) {
-    const usages = asList(expect.usage);
-    if (!usages.includes(attrs.usage)) {
-      throw new HsmError(
-        'HSM_KEY_USAGE',
-        field,
-        `key usage ${attrs.usage} (${KEY_USAGES[attrs.usage]}) is not accepted here (expected ${usages.join(' or ')})`,
-      );
-    }
-    const modes = asList(expect.modeOfUse);
-    if (!modes.includes(attrs.modeOfUse)) {
-      throw new HsmError(
-        'HSM_KEY_MODE_OF_USE',
-        field,
-        `mode of use ${attrs.modeOfUse} is not accepted here (expected ${modes.join(' or ')})`,
-      );
-    }
-    if (expect.algorithm !== undefined && expect.algorithm !== attrs.algorithm) {
-      throw new HsmError(
-        'HSM_KEY_ALGORITHM',
-        field,
-        `algorithm ${attrs.algorithm} is not accepted here (expected ${expect.algorithm})`,
-      );
-    }
-  }
+  if (expect !== null) checkKeyExpectation(attrs, expect, field);
   const data = decrypt('aes', 'cbc', keys.kbek, ct, iv);
   const bits = (data[0]! << 8) | data[1]!;
   if (bits % 8 !== 0 || !KEY_LENGTHS_BYTES[attrs.algorithm].includes(bits / 8)) {

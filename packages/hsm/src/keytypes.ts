@@ -32,6 +32,7 @@ export type KeyType = keyof typeof KEY_TYPES;
 /** The mode of use a freshly generated key of each usage gets unless the request says otherwise. */
 export const DEFAULT_MODE_BY_USAGE: Readonly<Record<KeyUsage, ModeOfUse>> = {
   B0: 'X',
+  B1: 'X',
   D0: 'B',
   K0: 'B',
   M1: 'C',
