@@ -9,12 +9,62 @@
  * after any of these the stream can no longer be trusted to line up.
  */
 import { connect as netConnect, type Socket } from 'node:net';
+import type {
+  DeriveDukptInitialKeyRequest,
+  DukptInitialKey,
+  ExportedKey,
+  ExportKeyRequest,
+  GenerateIbm3624OffsetRequest,
+  GeneratedKey,
+  GenerateKeyOptions,
+  GeneratePvvRequest,
+  HsmApi,
+  ImportKeyRequest,
+  MacRequest,
+  PinVerification,
+  TerminalKey,
+  TerminalKeyType,
+  TerminalWorkingKeys,
+  TranslatePinDukptToZpkRequest,
+  TranslatePinTpkToZpkRequest,
+  TranslatePinZpkToZpkRequest,
+  VerifyMacRequest,
+  VerifyPinIbm3624Request,
+  VerifyPinPvvRequest,
+  ZoneKey,
+  ZoneKeyType,
+} from './api.js';
 import {
   decodeBuReply,
+  decodeExportReply,
+  decodeGeneratedKeyReply,
+  decodeIkReply,
   decodeKeyReply,
+  decodeMacReply,
   decodeNcReply,
+  decodeOffsetReply,
+  decodePinBlockReply,
+  decodePvvReply,
+  decodeTerminalKeyReply,
+  decodeWkReply,
+  decodeZoneKeyReply,
   encodeA0Request,
   encodeA4Request,
+  encodeA6Request,
+  encodeA8Request,
+  encodeBkRequest,
+  encodeCaRequest,
+  encodeCcRequest,
+  encodeDaRequest,
+  encodeDcRequest,
+  encodeFaRequest,
+  encodeFiRequest,
+  encodeFwRequest,
+  encodeG0Request,
+  encodeHcRequest,
+  encodeIkRequest,
+  encodeM6Request,
+  encodeM8Request,
 } from './commands.js';
 import { HsmError } from './errors.js';
 import {
@@ -27,7 +77,7 @@ import {
   parseReply,
   replyCodeFor,
 } from './framing.js';
-import type { Diagnostics, FormKeyRequest, GenerateKeyRequest, KeyUnderLmk } from './hsm.js';
+import type { Diagnostics, FormKeyRequest, KeyUnderLmk } from './hsm.js';
 
 export const CLIENT_MAX_IN_FLIGHT_DEFAULT = 16;
 export const CLIENT_MAX_WAITING_DEFAULT = 1024;
@@ -58,7 +108,7 @@ const posInt = (v: number | undefined, d: number, name: string): number => {
   return n;
 };
 
-export class HsmClient {
+export class HsmClient implements HsmApi {
   readonly headerLength: number;
   readonly maxInFlight: number;
   readonly maxWaiting: number;
@@ -238,17 +288,103 @@ export class HsmClient {
   }
   bu = (keyBlock: string): Promise<string> => this.keyCheckValue(keyBlock);
 
-  /** A0: generate a key, returned under the LMK with its check value. */
-  async generateKey(req: GenerateKeyRequest): Promise<KeyUnderLmk> {
-    return decodeKeyReply(await this.#call('A0', encodeA0Request(req)));
+  /** A0: generate a key, returned under the LMK with its check value (mode 1: also as TR-31 under `exportUnder`). */
+  async generateKey(req: GenerateKeyOptions): Promise<GeneratedKey> {
+    return decodeGeneratedKeyReply(await this.#call('A0', encodeA0Request(req)));
   }
-  a0 = (req: GenerateKeyRequest): Promise<KeyUnderLmk> => this.generateKey(req);
+  a0 = (req: GenerateKeyOptions): Promise<GeneratedKey> => this.generateKey(req);
 
   /** A4: form a ZMK or TMK from clear components (the HSM must be in the authorized state). */
   async formKeyFromComponents(req: FormKeyRequest): Promise<KeyUnderLmk> {
     return decodeKeyReply(await this.#call('A4', encodeA4Request(req)));
   }
   a4 = (req: FormKeyRequest): Promise<KeyUnderLmk> => this.formKeyFromComponents(req);
+
+  /** A verification command: 00 is `true`, 01 (verification failure) `false`, any other code HSM_REPLY_ERROR. */
+  async #verify(command: string, body: string): Promise<boolean> {
+    const r = await this.request(command, body);
+    if (r.errorCode === '00' || r.errorCode === '01') {
+      if (r.body.length !== 0) {
+        throw new HsmError('HSM_REPLY_INVALID', 'reply.end', `${r.body.length} unexpected characters`);
+      }
+      return r.errorCode === '00';
+    }
+    throw new HsmError('HSM_REPLY_ERROR', command, `the HSM answered error ${r.errorCode}`, r.errorCode);
+  }
+
+  /** A6: import a key from a TR-31 block under a ZMK or TMK. */
+  async importKeyFromZmk(req: ImportKeyRequest): Promise<KeyUnderLmk> {
+    return decodeKeyReply(await this.#call('A6', encodeA6Request(req)));
+  }
+  /** A8: export a key as TR-31 under a ZMK or TMK. */
+  async exportKeyUnderKek(req: ExportKeyRequest): Promise<ExportedKey> {
+    return decodeExportReply(await this.#call('A8', encodeA8Request(req)));
+  }
+  /** GC: export a zone key (ZPK, ZAK, ZEK) as TR-31 under a ZMK. */
+  async exportZoneKey(req: ExportKeyRequest): Promise<ExportedKey> {
+    return decodeExportReply(await this.#call('GC', encodeA8Request(req)));
+  }
+  /** HC: a new TMK, TPK, TAK or TDK under the current TMK and the LMK. */
+  async generateTerminalKey(tmk: string, keyType: TerminalKeyType): Promise<TerminalKey> {
+    return decodeTerminalKeyReply(await this.#call('HC', encodeHcRequest(tmk, keyType)));
+  }
+  /** WK: the UnionPay sign-in keys (TPK, TAK, TDK) under the TMK and the LMK. */
+  async generateTerminalWorkingKeys(tmk: string): Promise<TerminalWorkingKeys> {
+    return decodeWkReply(await this.#call('WK', tmk));
+  }
+  /** FI: a new zone key under the LMK and as TR-31 under the ZMK. */
+  async generateZoneKey(zmk: string, keyType: ZoneKeyType): Promise<ZoneKey> {
+    return decodeZoneKeyReply(await this.#call('FI', encodeFiRequest(zmk, keyType)));
+  }
+  /** FA: import a zone key from a TR-31 block under the ZMK. */
+  async importZoneKey(zmk: string, keyType: ZoneKeyType, tr31: string): Promise<KeyUnderLmk> {
+    return decodeKeyReply(await this.#call('FA', encodeFaRequest(zmk, keyType, tr31)));
+  }
+  /** CA: PIN block from a TPK to a ZPK. */
+  async translatePinTpkToZpk(req: TranslatePinTpkToZpkRequest): Promise<Uint8Array> {
+    return decodePinBlockReply(await this.#call('CA', encodeCaRequest(req)));
+  }
+  /** CC: PIN block from one ZPK to another. */
+  async translatePinZpkToZpk(req: TranslatePinZpkToZpkRequest): Promise<Uint8Array> {
+    return decodePinBlockReply(await this.#call('CC', encodeCcRequest(req)));
+  }
+  /** G0: PIN block from a DUKPT key (TDES or AES) to a ZPK. */
+  async translatePinDukptToZpk(req: TranslatePinDukptToZpkRequest): Promise<Uint8Array> {
+    return decodePinBlockReply(await this.#call('G0', encodeG0Request(req)));
+  }
+  /** CI: PIN block from a TDES DUKPT key to a ZPK (the `scheme` must be tdes). */
+  async translatePinTdesDukptToZpk(req: TranslatePinDukptToZpkRequest): Promise<Uint8Array> {
+    if (req.scheme !== 'tdes') throw new HsmError('HSM_REQUEST_INVALID', 'scheme', 'CI is TDES DUKPT only');
+    return decodePinBlockReply(await this.#call('CI', encodeG0Request(req, false)));
+  }
+  /** DA (`by: 'tpk'`, default) / EA (`by: 'zpk'`): IBM 3624 offset verification. */
+  async verifyPinIbm3624(req: VerifyPinIbm3624Request, by: 'tpk' | 'zpk' = 'tpk'): Promise<PinVerification> {
+    return { ok: await this.#verify(by === 'tpk' ? 'DA' : 'EA', encodeDaRequest(req)) };
+  }
+  /** DC (`by: 'tpk'`, default) / EC (`by: 'zpk'`): Visa PVV verification. */
+  async verifyPinPvv(req: VerifyPinPvvRequest, by: 'tpk' | 'zpk' = 'tpk'): Promise<PinVerification> {
+    return { ok: await this.#verify(by === 'tpk' ? 'DC' : 'EC', encodeDcRequest(req)) };
+  }
+  /** BK: IBM 3624 offset of a customer-selected PIN. */
+  async generateIbm3624Offset(req: GenerateIbm3624OffsetRequest): Promise<{ offset: string }> {
+    return decodeOffsetReply(await this.#call('BK', encodeBkRequest(req)));
+  }
+  /** FW: Visa PVV of a customer-selected PIN. */
+  async generatePvv(req: GeneratePvvRequest): Promise<{ pvv: string }> {
+    return decodePvvReply(await this.#call('FW', encodeFwRequest(req)));
+  }
+  /** M6: generate a MAC. */
+  async generateMac(req: MacRequest): Promise<Uint8Array> {
+    return decodeMacReply(await this.#call('M6', encodeM6Request(req)));
+  }
+  /** M8: verify a MAC; `false` when it does not verify (error 01). */
+  async verifyMac(req: VerifyMacRequest): Promise<boolean> {
+    return this.#verify('M8', encodeM8Request(req));
+  }
+  /** IK: derive a DUKPT initial key from a BDK and KSN. */
+  async deriveDukptInitialKey(req: DeriveDukptInitialKeyRequest): Promise<DukptInitialKey> {
+    return decodeIkReply(await this.#call('IK', encodeIkRequest(req)));
+  }
 
   /** Closes the connection; outstanding requests fail with HSM_CONNECTION_CLOSED. */
   close(): Promise<void> {

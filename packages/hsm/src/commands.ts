@@ -13,9 +13,36 @@
  *   A4  request: number of components (1 N, 2-3) | key type (3 A) | algorithm (1 A) | key length (2 N)
  *                | each component (2 x key length H)                 reply A5: key block (S...) | check value (6 H)
  */
+import type {
+  DeriveDukptInitialKeyRequest,
+  DukptInitialKey,
+  DukptScheme,
+  ExportedKey,
+  ExportKeyRequest,
+  GenerateIbm3624OffsetRequest,
+  GeneratedKey,
+  GenerateKeyOptions,
+  GeneratePvvRequest,
+  HsmMacAlgorithm,
+  ImportKeyRequest,
+  MacRequest,
+  PinBlockFormatCode,
+  TerminalKey,
+  TerminalKeyType,
+  TerminalWorkingKeys,
+  TranslatePinDukptToZpkRequest,
+  TranslatePinTpkToZpkRequest,
+  TranslatePinZpkToZpkRequest,
+  VerifyMacRequest,
+  VerifyPinIbm3624Request,
+  VerifyPinPvvRequest,
+  ZoneKey,
+  ZoneKeyType,
+} from './api.js';
 import { HsmError } from './errors.js';
-import type { FormKeyRequest, GenerateKeyRequest, Hsm, KeyUnderLmk } from './hsm.js';
-import { KCV_BYTES } from './hsm.js';
+import type { FormKeyRequest, Hsm, KeyUnderLmk } from './hsm.js';
+import { KCV_BYTES, TERMINAL_KCV_BYTES, TERMINAL_KEY_TYPES, ZONE_KEY_TYPES } from './hsm.js';
+import { PAYSHIELD_PIN_FORMAT } from './pin.js';
 import {
   KEYBLOCK_PREFIX,
   type KeyAlgorithm,
@@ -122,9 +149,12 @@ export function decodeBuReply(body: Uint8Array): string {
 
 // --- A0 ---
 
-export function encodeA0Request(req: GenerateKeyRequest): string {
+export function encodeA0Request(req: GenerateKeyOptions): string {
   const len = String(req.keyLengthBytes).padStart(2, '0');
-  let s = `0${req.keyType}${req.algorithm}${len}`;
+  let s =
+    req.exportUnder === undefined
+      ? `0${req.keyType}${req.algorithm}${len}`
+      : `1${req.keyType}${req.algorithm}${len}${req.exportUnder}`;
   const opt = [req.usage, req.modeOfUse, req.keyVersion, req.exportability];
   if (opt.some((v) => v !== undefined)) {
     if (opt.some((v) => v === undefined)) {
@@ -135,13 +165,14 @@ export function encodeA0Request(req: GenerateKeyRequest): string {
   return s;
 }
 
-export function decodeA0Request(body: Uint8Array): GenerateKeyRequest {
+export function decodeA0Request(body: Uint8Array): GenerateKeyOptions {
   const f = new Fields(text(body), 'request');
-  f.take(1, 'mode', /^0$/, "'0' (generate under the LMK)");
+  const mode = f.take(1, 'mode', /^[01]$/, "'0' (under the LMK) or '1' (also under a ZMK/TMK)");
   const keyType = keyTypeField(f);
   const algorithm = algorithmField(f);
   const keyLengthBytes = keyLengthField(f);
-  const req: GenerateKeyRequest = { keyType, algorithm, keyLengthBytes };
+  const req: GenerateKeyOptions = { keyType, algorithm, keyLengthBytes };
+  if (mode === '1') req.exportUnder = f.keyBlock('exportUnder');
   if (f.peek() === '#') {
     f.take(1, 'delimiter', /^#$/, '#');
     req.usage = f.take(2, 'usage', /^[A-Z0-9]{2}$/, '2 of A-Z, 0-9') as KeyUsage;
@@ -189,6 +220,434 @@ export function decodeA4Request(body: Uint8Array): FormKeyRequest {
   return { keyType, algorithm, components };
 }
 
+// --- Fields shared by the key exchange, PIN and MAC commands ---
+
+const PIN_FORMAT_BY_CODE: Readonly<Record<string, PinBlockFormatCode>> = Object.fromEntries(
+  Object.entries(PAYSHIELD_PIN_FORMAT).map(([f, code]) => [code, Number(f) as PinBlockFormatCode]),
+);
+
+/** A TR-31 key block: version (1) | length (4 N, the whole block) | the rest of that length. */
+function tr31Field(f: Fields, field: string): string {
+  const lenText = f.s.slice(f.at + 1, f.at + 5);
+  if (!/^[0-9A-Z]$/.test(f.s[f.at] ?? '') || !/^[0-9]{4}$/.test(lenText)) {
+    f.take(5, field, /^[0-9A-Z][0-9]{4}$/, 'a TR-31 version ID and a 4-digit length');
+  }
+  const n = Number(lenText);
+  if (n < 16) f.take(5, field, /^$/, 'a TR-31 block of at least 16 characters');
+  return f.take(n, field, /^[\x20-\x7e]+$/, 'printable ASCII');
+}
+
+function pinFormatField(f: Fields, field: string): PinBlockFormatCode {
+  const code = f.take(2, field, /^[0-9]{2}$/, '2 decimal digits (a payShield PIN block format code)');
+  const format = PIN_FORMAT_BY_CODE[code];
+  if (format === undefined) {
+    throw new HsmError(
+      'HSM_PIN_FORMAT',
+      `request.${field}`,
+      'must be 01 (ISO 0), 05 (ISO 1), 47 (ISO 3) or 48 (ISO 4)',
+    );
+  }
+  return format;
+}
+
+function hexBytes(f: Fields, n: number, field: string): Uint8Array {
+  return new Uint8Array(
+    Buffer.from(f.take(2 * n, field, /^[0-9A-F]*$/, `${2 * n} upper-case hex digits`), 'hex'),
+  );
+}
+
+function pinBlockField(f: Fields, format: PinBlockFormatCode): Uint8Array {
+  return hexBytes(f, format === 4 ? 16 : 8, 'pinBlock');
+}
+
+/** PAN: 2 N length (00 = none) then the digits. */
+function panField(f: Fields): string | undefined {
+  const n = Number(f.take(2, 'panLength', /^[0-9]{2}$/, '2 decimal digits'));
+  if (n === 0) return undefined;
+  if (n > 19) throw new HsmError('HSM_PAN_INVALID', 'request.pan', 'must be at most 19 digits');
+  return f.take(n, 'pan', /^[0-9]+$/, 'decimal digits');
+}
+
+function schemeField(f: Fields): DukptScheme {
+  return f.take(1, 'scheme', /^[TA]$/, 'T (TDES DUKPT) or A (AES DUKPT)') === 'T' ? 'tdes' : 'aes';
+}
+
+function ksnField(f: Fields, scheme: DukptScheme): Uint8Array {
+  return hexBytes(f, scheme === 'tdes' ? 10 : 12, 'ksn');
+}
+
+const hexOf = (b: Uint8Array): string =>
+  Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex').toUpperCase();
+const panText = (pan: string | undefined): string =>
+  pan === undefined ? '00' : `${String(pan.length).padStart(2, '0')}${pan}`;
+const pinText = (format: PinBlockFormatCode, block: Uint8Array): string =>
+  `${PAYSHIELD_PIN_FORMAT[format]}${hexOf(block)}`;
+
+// --- A0 mode 1, A6, A8/GC, FA, FI ---
+
+export function encodeA0Mode1Reply(r: GeneratedKey): string {
+  return r.keyBlock + r.checkValue + (r.exported ?? '');
+}
+export function decodeGeneratedKeyReply(body: Uint8Array): GeneratedKey {
+  const f = new Fields(text(body), 'reply');
+  const keyBlock = f.keyBlock('keyBlock');
+  const checkValue = f.take(2 * KCV_BYTES, 'checkValue', KCV_RE, `${2 * KCV_BYTES} hex digits`);
+  const out: GeneratedKey = { keyBlock, checkValue };
+  if (f.peek() !== undefined) out.exported = tr31Field(f, 'exported');
+  f.end();
+  return out;
+}
+
+export function encodeA6Request(req: ImportKeyRequest): string {
+  return `${req.keyType}${req.kek}${req.tr31}`;
+}
+export function decodeA6Request(body: Uint8Array): ImportKeyRequest {
+  const f = new Fields(text(body), 'request');
+  const keyType = keyTypeField(f);
+  const kek = f.keyBlock('kek');
+  const tr31 = tr31Field(f, 'tr31');
+  f.end();
+  return { keyType, kek, tr31 };
+}
+
+export function encodeA8Request(req: ExportKeyRequest): string {
+  return req.kek + req.keyBlock;
+}
+export function decodeA8Request(body: Uint8Array): ExportKeyRequest {
+  const f = new Fields(text(body), 'request');
+  const kek = f.keyBlock('kek');
+  const keyBlock = f.keyBlock('keyBlock');
+  f.end();
+  return { kek, keyBlock };
+}
+export function encodeExportReply(r: ExportedKey): string {
+  return r.tr31 + r.checkValue;
+}
+export function decodeExportReply(body: Uint8Array): ExportedKey {
+  const f = new Fields(text(body), 'reply');
+  const tr31 = tr31Field(f, 'tr31');
+  const checkValue = f.take(2 * KCV_BYTES, 'checkValue', KCV_RE, `${2 * KCV_BYTES} hex digits`);
+  f.end();
+  return { tr31, checkValue };
+}
+
+function zoneKeyTypeField(f: Fields): ZoneKeyType {
+  const t = f.take(3, 'keyType', /^[A-Z0-9]{3}$/, '3 of A-Z, 0-9');
+  if (!(ZONE_KEY_TYPES as readonly string[]).includes(t)) {
+    throw new HsmError('HSM_KEY_TYPE', 'request.keyType', 'must be ZPK, ZAK or ZEK');
+  }
+  return t as ZoneKeyType;
+}
+
+export function encodeFaRequest(zmk: string, keyType: ZoneKeyType, tr31: string): string {
+  return `${keyType}${zmk}${tr31}`;
+}
+export function decodeFaRequest(body: Uint8Array): { zmk: string; keyType: ZoneKeyType; tr31: string } {
+  const f = new Fields(text(body), 'request');
+  const keyType = zoneKeyTypeField(f);
+  const zmk = f.keyBlock('zmk');
+  const tr31 = tr31Field(f, 'tr31');
+  f.end();
+  return { zmk, keyType, tr31 };
+}
+
+export function encodeFiRequest(zmk: string, keyType: ZoneKeyType): string {
+  return `${keyType}${zmk}`;
+}
+export function decodeFiRequest(body: Uint8Array): { zmk: string; keyType: ZoneKeyType } {
+  const f = new Fields(text(body), 'request');
+  const keyType = zoneKeyTypeField(f);
+  const zmk = f.keyBlock('zmk');
+  f.end();
+  return { zmk, keyType };
+}
+export function encodeZoneKeyReply(r: ZoneKey): string {
+  return r.keyBlock + r.underZmk + r.checkValue;
+}
+export function decodeZoneKeyReply(body: Uint8Array): ZoneKey {
+  const f = new Fields(text(body), 'reply');
+  const keyBlock = f.keyBlock('keyBlock');
+  const underZmk = tr31Field(f, 'underZmk');
+  const checkValue = f.take(2 * KCV_BYTES, 'checkValue', KCV_RE, `${2 * KCV_BYTES} hex digits`);
+  f.end();
+  return { keyBlock, underZmk, checkValue };
+}
+
+// --- HC, WK (sign-in) ---
+
+const TKCV_RE = new RegExp(`^[0-9A-F]{${2 * TERMINAL_KCV_BYTES}}$`);
+
+export function encodeHcRequest(tmk: string, keyType: TerminalKeyType): string {
+  return `${keyType}${tmk}`;
+}
+export function decodeHcRequest(body: Uint8Array): { tmk: string; keyType: TerminalKeyType } {
+  const f = new Fields(text(body), 'request');
+  const t = f.take(3, 'keyType', /^[A-Z0-9]{3}$/, '3 of A-Z, 0-9');
+  if (!(TERMINAL_KEY_TYPES as readonly string[]).includes(t)) {
+    throw new HsmError('HSM_KEY_TYPE', 'request.keyType', 'must be TMK, TPK, TAK or TDK');
+  }
+  const tmk = f.keyBlock('tmk');
+  f.end();
+  return { tmk, keyType: t as TerminalKeyType };
+}
+export function encodeTerminalKey(k: TerminalKey): string {
+  return k.underTmk + k.checkValue + k.keyBlock;
+}
+function terminalKeyField(f: Fields, name: string): TerminalKey {
+  const underTmk = f.take(32, `${name}.underTmk`, /^[0-9A-F]{32}$/, '32 hex digits');
+  const checkValue = f.take(2 * TERMINAL_KCV_BYTES, `${name}.checkValue`, TKCV_RE, '8 hex digits');
+  const keyBlock = f.keyBlock(`${name}.keyBlock`);
+  return { keyBlock, underTmk, checkValue };
+}
+export function decodeTerminalKeyReply(body: Uint8Array): TerminalKey {
+  const f = new Fields(text(body), 'reply');
+  const k = terminalKeyField(f, 'key');
+  f.end();
+  return k;
+}
+export function decodeWkRequest(body: Uint8Array): string {
+  const f = new Fields(text(body), 'request');
+  const tmk = f.keyBlock('tmk');
+  f.end();
+  return tmk;
+}
+export function encodeWkReply(r: TerminalWorkingKeys): string {
+  return encodeTerminalKey(r.tpk) + encodeTerminalKey(r.tak) + encodeTerminalKey(r.tdk);
+}
+export function decodeWkReply(body: Uint8Array): TerminalWorkingKeys {
+  const f = new Fields(text(body), 'reply');
+  const tpk = terminalKeyField(f, 'tpk');
+  const tak = terminalKeyField(f, 'tak');
+  const tdk = terminalKeyField(f, 'tdk');
+  f.end();
+  return { tpk, tak, tdk };
+}
+
+// --- CA, CC, G0, CI ---
+
+export function encodeCaRequest(req: TranslatePinTpkToZpkRequest): string {
+  return `${req.tpk}${req.zpk}${pinText(req.format, req.pinBlock)}${PAYSHIELD_PIN_FORMAT[req.formatOut]}${panText(req.pan)}`;
+}
+function translateTail(f: Fields): {
+  format: PinBlockFormatCode;
+  pinBlock: Uint8Array;
+  formatOut: PinBlockFormatCode;
+  pan?: string;
+} {
+  const format = pinFormatField(f, 'format');
+  const pinBlock = pinBlockField(f, format);
+  const formatOut = pinFormatField(f, 'formatOut');
+  const pan = panField(f);
+  f.end();
+  return pan === undefined ? { format, pinBlock, formatOut } : { format, pinBlock, formatOut, pan };
+}
+export function decodeCaRequest(body: Uint8Array): TranslatePinTpkToZpkRequest {
+  const f = new Fields(text(body), 'request');
+  const tpk = f.keyBlock('tpk');
+  const zpk = f.keyBlock('zpk');
+  return { tpk, zpk, ...translateTail(f) };
+}
+export function encodeCcRequest(req: TranslatePinZpkToZpkRequest): string {
+  return `${req.zpkIn}${req.zpkOut}${pinText(req.format, req.pinBlock)}${PAYSHIELD_PIN_FORMAT[req.formatOut]}${panText(req.pan)}`;
+}
+export function decodeCcRequest(body: Uint8Array): TranslatePinZpkToZpkRequest {
+  const f = new Fields(text(body), 'request');
+  const zpkIn = f.keyBlock('zpkIn');
+  const zpkOut = f.keyBlock('zpkOut');
+  return { zpkIn, zpkOut, ...translateTail(f) };
+}
+/** G0 carries the scheme; CI is TDES DUKPT and has none. */
+export function encodeG0Request(req: TranslatePinDukptToZpkRequest, withScheme = true): string {
+  const scheme = withScheme ? (req.scheme === 'tdes' ? 'T' : 'A') : '';
+  return `${scheme}${req.bdk}${req.zpk}${hexOf(req.ksn)}${pinText(req.format, req.pinBlock)}${PAYSHIELD_PIN_FORMAT[req.formatOut]}${panText(req.pan)}`;
+}
+export function decodeG0Request(body: Uint8Array, withScheme = true): TranslatePinDukptToZpkRequest {
+  const f = new Fields(text(body), 'request');
+  const scheme = withScheme ? schemeField(f) : 'tdes';
+  const bdk = f.keyBlock('bdk');
+  const zpk = f.keyBlock('zpk');
+  const ksn = ksnField(f, scheme);
+  return { scheme, bdk, zpk, ksn, ...translateTail(f) };
+}
+export function encodePinBlockReply(block: Uint8Array): string {
+  return hexOf(block);
+}
+export function decodePinBlockReply(body: Uint8Array): Uint8Array {
+  const f = new Fields(text(body), 'reply');
+  const n = f.s.length === 32 ? 16 : 8;
+  const b = hexBytes(f, n, 'pinBlock');
+  f.end();
+  return b;
+}
+
+// --- DA/EA, DC/EC, BK, FW ---
+
+function pinHead(f: Fields): {
+  pinKey: string;
+  pvk: string;
+  format: PinBlockFormatCode;
+  pinBlock: Uint8Array;
+  pan?: string;
+} {
+  const pinKey = f.keyBlock('pinKey');
+  const pvk = f.keyBlock('pvk');
+  const format = pinFormatField(f, 'format');
+  const pinBlock = pinBlockField(f, format);
+  const pan = panField(f);
+  return pan === undefined ? { pinKey, pvk, format, pinBlock } : { pinKey, pvk, format, pinBlock, pan };
+}
+const pinHeadText = (r: {
+  pinKey: string;
+  pvk: string;
+  format: PinBlockFormatCode;
+  pinBlock: Uint8Array;
+  pan?: string;
+}): string => `${r.pinKey}${r.pvk}${pinText(r.format, r.pinBlock)}${panText(r.pan)}`;
+
+export function encodeBkRequest(req: GenerateIbm3624OffsetRequest): string {
+  return `${pinHeadText(req)}${req.decimalisationTable}${req.validationData}`;
+}
+function ibmTail(f: Fields): { decimalisationTable: string; validationData: string } {
+  const decimalisationTable = f.take(16, 'decimalisationTable', /^[0-9A-F]{16}$/, '16 characters');
+  const validationData = f.take(16, 'validationData', /^[0-9A-F]{16}$/, '16 upper-case hex digits');
+  return { decimalisationTable, validationData };
+}
+export function decodeBkRequest(body: Uint8Array): GenerateIbm3624OffsetRequest {
+  const f = new Fields(text(body), 'request');
+  const r = { ...pinHead(f), ...ibmTail(f) };
+  f.end();
+  return r;
+}
+export function encodeDaRequest(req: VerifyPinIbm3624Request): string {
+  return `${encodeBkRequest(req)}${req.offset.padEnd(12, 'F')}`;
+}
+export function decodeDaRequest(body: Uint8Array): VerifyPinIbm3624Request {
+  const f = new Fields(text(body), 'request');
+  const r = { ...pinHead(f), ...ibmTail(f) };
+  const offset = f
+    .take(12, 'offset', /^[0-9]{4,12}F*$/, '4 to 12 digits, right-padded with F to 12')
+    .replace(/F+$/, '');
+  f.end();
+  return { ...r, offset };
+}
+export function encodeOffsetReply(r: { offset: string }): string {
+  return r.offset.padEnd(12, 'F');
+}
+export function decodeOffsetReply(body: Uint8Array): { offset: string } {
+  const f = new Fields(text(body), 'reply');
+  const offset = f.take(12, 'offset', /^[0-9]{4,12}F*$/, '4 to 12 digits, F-padded').replace(/F+$/, '');
+  f.end();
+  return { offset };
+}
+export function encodeFwRequest(req: GeneratePvvRequest): string {
+  return `${pinHeadText(req)}${req.pvki}`;
+}
+export function decodeFwRequest(body: Uint8Array): GeneratePvvRequest {
+  const f = new Fields(text(body), 'request');
+  const r = pinHead(f);
+  const pvki = f.take(1, 'pvki', /^[0-9]$/, '1 decimal digit');
+  f.end();
+  return { ...r, pvki };
+}
+export function encodeDcRequest(req: VerifyPinPvvRequest): string {
+  return `${encodeFwRequest(req)}${req.pvv}`;
+}
+export function decodeDcRequest(body: Uint8Array): VerifyPinPvvRequest {
+  const f = new Fields(text(body), 'request');
+  const r = pinHead(f);
+  const pvki = f.take(1, 'pvki', /^[0-9]$/, '1 decimal digit');
+  const pvv = f.take(4, 'pvv', /^[0-9]{4}$/, '4 decimal digits');
+  f.end();
+  return { ...r, pvki, pvv };
+}
+export function decodePvvReply(body: Uint8Array): { pvv: string } {
+  const f = new Fields(text(body), 'reply');
+  const pvv = f.take(4, 'pvv', /^[0-9]{4}$/, '4 decimal digits');
+  f.end();
+  return { pvv };
+}
+
+// --- M6, M8 ---
+
+const MAC_ALGORITHM_CODES: Readonly<Record<HsmMacAlgorithm, string>> = {
+  'iso9797-1-1': '1',
+  'iso9797-1-3': '3',
+  cmac: '5',
+  'cup-ecb': 'U',
+};
+const MAC_ALGORITHM_BY_CODE: Readonly<Record<string, HsmMacAlgorithm>> = Object.fromEntries(
+  Object.entries(MAC_ALGORITHM_CODES).map(([a, c]) => [c, a as HsmMacAlgorithm]),
+);
+
+export function encodeM6Request(req: MacRequest): string {
+  const alg = MAC_ALGORITHM_CODES[req.algorithm];
+  if (alg === undefined) throw new TypeError('algorithm: unknown MAC algorithm');
+  const data = Buffer.from(req.data.buffer, req.data.byteOffset, req.data.byteLength);
+  return `${alg}${req.padding ?? 0}${String(req.length ?? 0).padStart(2, '0')}${req.key}${data.length.toString(16).toUpperCase().padStart(4, '0')}${data.toString('latin1')}`;
+}
+function m6Fields(f: Fields): MacRequest {
+  const a = f.take(1, 'algorithm', /^[135U]$/, '1, 3, 5 or U');
+  const padding = Number(f.take(1, 'padding', /^[0-3]$/, '0 (the default) to 3'));
+  const length = Number(f.take(2, 'length', /^[0-9]{2}$/, '2 decimal digits (00: the default)'));
+  const key = f.keyBlock('key');
+  const n = Number.parseInt(f.take(4, 'dataLength', /^[0-9A-F]{4}$/, '4 hex digits'), 16);
+  const data = new Uint8Array(Buffer.from(f.take(n, 'data', /^[\s\S]*$/, 'bytes'), 'latin1'));
+  const req: MacRequest = { key, algorithm: MAC_ALGORITHM_BY_CODE[a]!, data };
+  if (padding !== 0) req.padding = padding as 1 | 2 | 3;
+  if (length !== 0) req.length = length;
+  return req;
+}
+export function encodeM8Request(req: VerifyMacRequest): string {
+  return `${encodeM6Request(req)}${hexOf(req.mac)}`;
+}
+export function decodeM6Request(body: Uint8Array): MacRequest {
+  const f = new Fields(text(body), 'request');
+  const req = m6Fields(f);
+  f.end();
+  return req;
+}
+export function decodeM8Request(body: Uint8Array): VerifyMacRequest {
+  const f = new Fields(text(body), 'request');
+  const req = m6Fields(f);
+  const rest = f.s.length - f.at;
+  if (rest < 8 || rest > 32 || rest % 2 !== 0) f.take(rest + 1, 'mac', /^$/, '8 to 32 hex digits');
+  const mac = hexBytes(f, rest / 2, 'mac');
+  f.end();
+  return { ...req, mac };
+}
+export function decodeMacReply(body: Uint8Array): Uint8Array {
+  const f = new Fields(text(body), 'reply');
+  const n = f.s.length;
+  if (n < 8 || n > 32 || n % 2 !== 0) f.take(n + 1, 'mac', /^$/, '8 to 32 hex digits');
+  const mac = hexBytes(f, n / 2, 'mac');
+  f.end();
+  return mac;
+}
+
+// --- IK (DUKPT initial key) ---
+
+export function encodeIkRequest(req: DeriveDukptInitialKeyRequest): string {
+  return `${req.scheme === 'tdes' ? 'T' : 'A'}${req.bdk}${hexOf(req.ksn)}${req.exportUnder === undefined ? '' : `#${req.exportUnder}`}`;
+}
+export function decodeIkRequest(body: Uint8Array): DeriveDukptInitialKeyRequest {
+  const f = new Fields(text(body), 'request');
+  const scheme = schemeField(f);
+  const bdk = f.keyBlock('bdk');
+  const ksn = ksnField(f, scheme);
+  const req: DeriveDukptInitialKeyRequest = { scheme, bdk, ksn };
+  if (f.peek() === '#') {
+    f.take(1, 'delimiter', /^#$/, '#');
+    req.exportUnder = f.keyBlock('exportUnder');
+  }
+  f.end();
+  return req;
+}
+export const encodeIkReply = (r: DukptInitialKey): string => encodeA0Mode1Reply(r);
+export const decodeIkReply = (body: Uint8Array): DukptInitialKey => decodeGeneratedKeyReply(body);
+
+/** A verification's answer: 00 when it verifies, payShield's 01 (verification failure) when not. */
+const verdict = (ok: boolean): { errorCode: string } => ({ errorCode: ok ? '00' : '01' });
+
 /** The host command table of `hsm`: code -> handler. */
 export function hsmCommandHandlers(hsm: Hsm): Record<string, CommandHandler> {
   return {
@@ -197,7 +656,7 @@ export function hsmCommandHandlers(hsm: Hsm): Record<string, CommandHandler> {
       return { body: encodeNcReply(hsm.diagnostics()) };
     },
     BU: (body) => ({ body: hsm.keyCheckValue(decodeBuRequest(body)) }),
-    A0: (body, ctx) => ({ body: encodeKeyReply(hsm.generateKey(decodeA0Request(body), ctx.who)) }),
+    A0: (body, ctx) => ({ body: encodeA0Mode1Reply(hsm.generateKey(decodeA0Request(body), ctx.who)) }),
     A4: (body, ctx) => {
       const req = decodeA4Request(body);
       try {
@@ -206,6 +665,39 @@ export function hsmCommandHandlers(hsm: Hsm): Record<string, CommandHandler> {
         for (const c of req.components) c.fill(0);
       }
     },
+    A6: (body, ctx) => ({ body: encodeKeyReply(hsm.importKeyFromZmk(decodeA6Request(body), ctx.who)) }),
+    A8: (body, ctx) => ({ body: encodeExportReply(hsm.exportKeyUnderKek(decodeA8Request(body), ctx.who)) }),
+    GC: (body, ctx) => ({
+      body: encodeExportReply(hsm.exportKeyUnderKek(decodeA8Request(body), ctx.who, 'GC')),
+    }),
+    FA: (body, ctx) => {
+      const r = decodeFaRequest(body);
+      return { body: encodeKeyReply(hsm.importZoneKey(r.zmk, r.keyType, r.tr31, ctx.who)) };
+    },
+    FI: (body, ctx) => {
+      const r = decodeFiRequest(body);
+      return { body: encodeZoneKeyReply(hsm.generateZoneKey(r.zmk, r.keyType, ctx.who)) };
+    },
+    HC: (body, ctx) => {
+      const r = decodeHcRequest(body);
+      return { body: encodeTerminalKey(hsm.generateTerminalKey(r.tmk, r.keyType, ctx.who)) };
+    },
+    WK: (body, ctx) => ({
+      body: encodeWkReply(hsm.generateTerminalWorkingKeys(decodeWkRequest(body), ctx.who)),
+    }),
+    CA: (body) => ({ body: encodePinBlockReply(hsm.translatePinTpkToZpk(decodeCaRequest(body))) }),
+    CC: (body) => ({ body: encodePinBlockReply(hsm.translatePinZpkToZpk(decodeCcRequest(body))) }),
+    G0: (body) => ({ body: encodePinBlockReply(hsm.translatePinDukptToZpk(decodeG0Request(body))) }),
+    CI: (body) => ({ body: encodePinBlockReply(hsm.translatePinDukptToZpk(decodeG0Request(body, false))) }),
+    DA: (body) => verdict(hsm.verifyPinIbm3624(decodeDaRequest(body)).ok),
+    EA: (body) => verdict(hsm.verifyPinIbm3624(decodeDaRequest(body)).ok),
+    DC: (body) => verdict(hsm.verifyPinPvv(decodeDcRequest(body)).ok),
+    EC: (body) => verdict(hsm.verifyPinPvv(decodeDcRequest(body)).ok),
+    BK: (body) => ({ body: encodeOffsetReply(hsm.generateIbm3624Offset(decodeBkRequest(body))) }),
+    FW: (body) => ({ body: hsm.generatePvv(decodeFwRequest(body)).pvv }),
+    M6: (body) => ({ body: hexOf(hsm.generateMac(decodeM6Request(body))) }),
+    M8: (body) => verdict(hsm.verifyMac(decodeM8Request(body))),
+    IK: (body, ctx) => ({ body: encodeIkReply(hsm.deriveDukptInitialKey(decodeIkRequest(body), ctx.who)) }),
   };
 }
 
