@@ -1,1 +1,68 @@
-export {};
+/**
+ * @openposp/acquirer: the POSP (POS 前置), the acquirer's front-end host. See README.md.
+ */
+export {
+  type Clock,
+  isValidMmdd,
+  type LocalTime,
+  localTimeOf,
+  resolveMmdd,
+  systemClock,
+  transmissionDateTimeOf,
+} from './clock.js';
+export {
+  type AcquirerConfig,
+  type HsmEndpoint,
+  loadAcquirerConfig,
+  loadTerminalsFile,
+  type ResolvedAcquirerConfig,
+  validateAcquirerConfig,
+} from './config.js';
+export { ACQUIRER_ERROR_CODES, AcquirerError, type AcquirerErrorCode, isAcquirerError } from './errors.js';
+export { type AcquirerHsm, type AcquirerTerminalKey, isAcquirerHsm } from './hsm.js';
+export {
+  Journal,
+  type JournalEntry,
+  type JournalState,
+  type NewJournalEntry,
+  type Outcome,
+  RRN_DIGITS,
+  type TxnType,
+} from './journal.js';
+export { MAC_BYTES, macInputOf, prepareForMac } from './mac.js';
+export { ACQUIRER_MIGRATIONS } from './migrations.js';
+export {
+  type AcquirerLogger,
+  bounded,
+  buildAnswer,
+  classify,
+  FINANCIAL_STEPS,
+  fingerprintOf,
+  type HandledMessage,
+  handleTerminalMessage,
+  NETWORK_PROCESSING_CODE,
+  PIPELINE_TIMEOUTS_DEFAULT,
+  type PipelineConfig,
+  type PipelineDeps,
+  type PipelineTimeouts,
+  RC,
+  runSteps,
+  SIGN_IN_STEPS,
+  type Step,
+  type SwitchLink,
+  type TxnContext,
+} from './pipeline.js';
+export {
+  type AcquirerHandle,
+  type InquiryKey,
+  inquireJournal,
+  openAcquirerJournal,
+  startAcquirer,
+} from './server.js';
+export {
+  checkRegistration,
+  type RegisterTerminalRequest,
+  type TerminalRecord,
+  type TerminalStatus,
+  TerminalTable,
+} from './terminals.js';
