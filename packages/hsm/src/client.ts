@@ -119,6 +119,7 @@ export class HsmClient implements HsmApi {
   readonly #waiting: (() => void)[] = [];
   #counter = 0;
   #closedError: HsmError | undefined;
+  #corked = false;
 
   private constructor(socket: Socket, opts: HsmClientOptions) {
     this.headerLength = opts.headerLength ?? HEADER_LENGTH_DEFAULT;
@@ -255,6 +256,15 @@ export class HsmClient implements HsmApi {
         this.#fail(new HsmError('HSM_TIMEOUT', command, `no reply within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
       this.#pending.push({ header, command, resolve, reject, timer });
+      // Requests made in one turn of the event loop go out in one write (see the server's flush).
+      if (!this.#corked) {
+        this.#corked = true;
+        this.#socket.cork();
+        process.nextTick(() => {
+          this.#corked = false;
+          this.#socket.uncork();
+        });
+      }
       this.#socket.write(frame);
     });
     if (reply.replyCode !== expected && reply.replyCode !== 'ZZ') {
