@@ -12,6 +12,7 @@ import { fromHex, toHex } from '@openposp/crypto';
 import type { AddressInfo } from 'node:net';
 import { AuditLog } from './audit.js';
 import { type AuthConfig, Authorization } from './auth.js';
+import { LocalHsm } from './local.js';
 import { registerHsmCommands } from './commands.js';
 import { HsmError } from './errors.js';
 import { Hsm } from './hsm.js';
@@ -152,10 +153,16 @@ export interface ServeHsmOptions extends HsmServerOptions {
   auditPath?: string;
   auth?: AuthConfig;
   sensitiveActivities?: readonly string[];
+  /** `--allow-pin-downgrade`: allow PIN translations to a weaker format (default refused, error 23). */
+  allowPinBlockDowngrade?: boolean;
+  /** Unwrapped key blocks cached (default 1024; 0 disables). */
+  keyCacheEntries?: number;
 }
 
 export interface RunningHsm {
   hsm: Hsm;
+  /** The same HSM behind the async HsmApi (for a service running in this process). */
+  api: LocalHsm;
   server: HsmServer;
   address: AddressInfo;
   audit: AuditLog | undefined;
@@ -175,17 +182,21 @@ export async function serveHsm(opts: ServeHsmOptions): Promise<RunningHsm> {
     ...(audit ? { audit } : {}),
     ...(authorization ? { authorization } : {}),
     ...(opts.sensitiveActivities ? { sensitiveActivities: opts.sensitiveActivities } : {}),
+    ...(opts.allowPinBlockDowngrade ? { allowPinBlockDowngrade: true } : {}),
+    ...(opts.keyCacheEntries !== undefined ? { keyCacheEntries: opts.keyCacheEntries } : {}),
   });
   const server = registerHsmCommands(new HsmServer(opts), hsm);
   const address = await server.listen(opts.port, opts.host);
   return {
     hsm,
+    api: new LocalHsm(hsm, { who: 'local' }),
     server,
     address,
     audit,
     authorization,
     stop: async () => {
       await server.close();
+      hsm.destroy();
       audit?.close();
     },
   };

@@ -10,3 +10,7 @@ export * from './hsm.js';
 export * from './commands.js';
 export * from './client.js';
 export * from './ceremony.js';
+export * from './api.js';
+export * from './local.js';
+export * from './keycache.js';
+export { PAYSHIELD_PIN_FORMAT, PIN_BLOCK_FORMAT_CODES } from './pin.js';
