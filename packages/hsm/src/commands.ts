@@ -12,6 +12,10 @@
  *                                                                   reply A1: key block (S...) | check value (6 H)
  *   A4  request: number of components (1 N, 2-3) | key type (3 A) | algorithm (1 A) | key length (2 N)
  *                | each component (2 x key length H)                 reply A5: key block (S...) | check value (6 H)
+ *
+ * The key exchange, terminal, PIN, MAC and DUKPT commands (A6, A8, GC, FA, FI, HC, WK, CA, CC, G0, CI,
+ * DA, EA, DC, EC, BK, FW, M6, M8, IK) are laid out in docs/hsm.md, one table per command. PIN block
+ * format codes are payShield's (01, 05, 47, 48); a verification that fails answers 01.
  */
 import type {
   DeriveDukptInitialKeyRequest,
