@@ -1,0 +1,328 @@
+/**
+ * Test harness: a real in-process HSM (test LMK), the POSP on 127.0.0.1 over SQLite in a temp folder, a
+ * terminal played by the test (hand-built cup-pos frames, PIN blocks and MACs from @openposp/crypto with
+ * the clear working keys it reads from field 62 under the TMK it formed from known components), and a
+ * small switch endpoint speaking iso87-binary that checks the MAC under the ZAK and decodes the PIN under
+ * the ZPK it knows in clear (both unwrapped from their TR-31 blocks under a ZMK formed from components).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import {
+  adjustOddParity,
+  decodePinBlockIso0,
+  encodePinBlockIso0,
+  macCupEcb,
+  macX919,
+  tdesDecryptEcb,
+  tdesEncryptEcb,
+  toHex,
+  unwrapKeyBlock,
+  xor,
+} from '@openposp/crypto';
+import {
+  type CompiledSpec,
+  type CupHeader,
+  Iso8583Message,
+  joinCupFrame,
+  loadSpec,
+  splitCupFrame,
+  startResponse,
+  unpack,
+} from '@openposp/iso8583';
+import { createLogger, FramedClient, FramedServer } from '@openposp/net';
+// LocalHsm is not exported from @openposp/hsm yet: the HSM is taken from its sources, all from one place.
+import { Hsm } from '../../hsm/src/hsm.js';
+import { createTestLmk } from '../../hsm/src/lmk.js';
+import { LocalHsm } from '../../hsm/src/local.js';
+import { type AcquirerHandle, type AcquirerConfig, macInputOf, startAcquirer } from '../src/index.js';
+
+export const cup: CompiledSpec = loadSpec('cup-pos');
+export const net: CompiledSpec = loadSpec('iso87-binary');
+
+export const TERMINAL_ID = '10000001';
+export const MERCHANT_ID = '898100012340001';
+export const ACQUIRER_ID = '48020000';
+export const HEADER: CupHeader = {
+  applicationType: '60',
+  softwareVersion: '31',
+  terminalStatus: '0',
+  processingRequirement: '0',
+  reserved: '311003',
+};
+export const TPDU = { destination: 0x0601, source: 0x0000 };
+
+/** Test card: the scan looks for these in every log and database. */
+export const CARD = {
+  pan: '6225881234567890',
+  expiry: '2812',
+  pin: '147258',
+  track2: '6225881234567890D28121010000012300000',
+};
+
+function oddComponent(byte: number): Uint8Array {
+  return adjustOddParity(new Uint8Array(16).map((_, i) => (byte * 7 + i * 13) & 0xff));
+}
+
+export interface SwitchSeen {
+  msg: Iso8583Message;
+  macOk: boolean;
+  pin: string | undefined;
+}
+
+export type SwitchBehaviour = (
+  req: Iso8583Message,
+) => 'silent' | 'bad-mac' | { code: string; balance?: string };
+
+export interface Harness {
+  posp: AcquirerHandle;
+  hsm: LocalHsm;
+  dir: string;
+  dbPath: string;
+  logLines: string[];
+  seen: SwitchSeen[];
+  behaviour: { fn: SwitchBehaviour };
+  clock: { now: Date };
+  tmkClear: Uint8Array;
+  tmkBlock: string;
+  terminal: TestTerminal;
+  close(): Promise<void>;
+}
+
+/** 2026-11-25 10:00 Beijing (UTC+8). */
+export const T0 = new Date('2026-11-25T02:00:00Z');
+
+export async function startHarness(
+  opts: { switchMs?: number; registerTerminal?: boolean } = {},
+): Promise<Harness> {
+  const lmk = createTestLmk({ allowTestLmk: true, warn: () => {} });
+  const hsm = new LocalHsm(new Hsm({ lmk, sensitiveActivities: [] }));
+  // TMK and ZMK formed from known components (A4), so the test knows them in clear as the PIN pad and
+  // the other party would.
+  const [t1, t2] = [oddComponent(1), oddComponent(2)];
+  const tmk = hsm.hsm.formKeyFromComponents({ keyType: 'TMK', algorithm: 'T', components: [t1, t2] });
+  const tmkClear = adjustOddParity(xor(t1, t2));
+  const [z1, z2] = [oddComponent(3), oddComponent(4)];
+  const zmk = hsm.hsm.formKeyFromComponents({ keyType: 'ZMK', algorithm: 'T', components: [z1, z2] });
+  const zmkClear = adjustOddParity(xor(z1, z2));
+  const zpk = await hsm.generateZoneKey(zmk.keyBlock, 'ZPK');
+  const zak = await hsm.generateZoneKey(zmk.keyBlock, 'ZAK');
+  const zpkClear = unwrapKeyBlock(zmkClear, zpk.underZmk).key;
+  const zakClear = unwrapKeyBlock(zmkClear, zak.underZmk).key;
+
+  const seen: SwitchSeen[] = [];
+  const behaviour: { fn: SwitchBehaviour } = { fn: () => ({ code: '00' }) };
+  let auth = 100000;
+  const sw = await FramedServer.listen({
+    host: '127.0.0.1',
+    port: 0,
+    framing: { prefix: 'binary2' },
+    handler: async (frame) => {
+      const m = unpack(net, frame);
+      const mac = m.get(64) as Uint8Array;
+      const macOk = toHex(macX919(zakClear, macInputOf(m, frame)!, { padding: 1 })) === toHex(mac);
+      const pb = m.get(52) as Uint8Array | undefined;
+      const pin = pb ? decodePinBlockIso0(tdesDecryptEcb(zpkClear, pb), m.get(2) as string) : undefined;
+      seen.push({ msg: m, macOk, pin });
+      const what = behaviour.fn(m);
+      if (what === 'silent') return null;
+      const a = startResponse(m);
+      const code = macOk ? (typeof what === 'object' ? what.code : '00') : 'A0';
+      a.set(39, code);
+      if (code === '00') a.set(38, String(auth++));
+      a.set(15, '1125');
+      a.set(33, '00010000');
+      if (typeof what === 'object' && what.balance !== undefined) a.set(54, what.balance);
+      a.set(64, new Uint8Array(8));
+      const packed = a.pack().slice();
+      const tag = macX919(zakClear, macInputOf(a, packed)!, { padding: 1 });
+      if (what === 'bad-mac') tag[0]! ^= 0x01;
+      a.set(64, tag);
+      return a.pack().slice();
+    },
+  });
+
+  const dir = mkdtempSync(join(tmpdir(), 'posp-'));
+  const dbPath = join(dir, 'posp.sqlite');
+  const logLines: string[] = [];
+  const stream = new PassThrough();
+  stream.on('data', (c: Buffer) => logLines.push(...c.toString('utf8').split('\n').filter(Boolean)));
+  const clock = { now: T0 };
+  const config: AcquirerConfig = {
+    listen: { host: '127.0.0.1', port: 0 },
+    switch: { host: '127.0.0.1', port: sw.port, reconnectDelayMs: 20 },
+    acquirerId: ACQUIRER_ID,
+    zoneKeys: { zpk: zpk.keyBlock, zak: zak.keyBlock },
+    databasePath: dbPath,
+    hsm,
+    terminals:
+      opts.registerTerminal === false
+        ? []
+        : [
+            {
+              terminalId: TERMINAL_ID,
+              merchantId: MERCHANT_ID,
+              merchantName: 'Test shop',
+              tmk: tmk.keyBlock,
+            },
+          ],
+    timeouts: { switchMs: opts.switchMs ?? 400, hsmMs: 2000, dbMs: 2000 },
+    utcOffsetMinutes: 480,
+    logger: createLogger({ service: 'acquirer', stream }),
+    clock: () => clock.now,
+  };
+  const posp = await startAcquirer(config);
+  const terminal = await TestTerminal.connect(posp.port, tmkClear);
+  return {
+    posp,
+    hsm,
+    dir,
+    dbPath,
+    logLines,
+    seen,
+    behaviour,
+    clock,
+    tmkClear,
+    tmkBlock: tmk.keyBlock,
+    terminal,
+    async close() {
+      await terminal.close();
+      await posp.close();
+      await sw.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface WorkingKeys {
+  tpk: Uint8Array;
+  tak: Uint8Array;
+  tdk: Uint8Array;
+}
+
+/** The terminal, played by the test. */
+export class TestTerminal {
+  keys: WorkingKeys | undefined;
+  stan = 1;
+  private constructor(
+    private readonly link: FramedClient,
+    private readonly tmk: Uint8Array,
+  ) {}
+
+  static async connect(port: number, tmk: Uint8Array): Promise<TestTerminal> {
+    const link = await FramedClient.connect({
+      host: '127.0.0.1',
+      port,
+      framing: { prefix: 'binary2' },
+      timeoutMs: 5000,
+      keyOf: (frame) => {
+        const m = unpack(cup, splitCupFrame(frame).message);
+        return `${m.get(41)}|${m.get(11)}`;
+      },
+    });
+    return new TestTerminal(link, tmk);
+  }
+
+  nextStan(): string {
+    return String(this.stan++).padStart(6, '0');
+  }
+
+  /** Sends a message (MAC already in it, or none) and returns the answer and the raw frame. */
+  async send(m: Iso8583Message): Promise<{ answer: Iso8583Message; frame: Uint8Array; message: Uint8Array }> {
+    const frame = await this.link.request(
+      joinCupFrame({ tpdu: TPDU, header: HEADER, message: m.pack().slice() }),
+    );
+    const parts = splitCupFrame(frame);
+    return { answer: unpack(cup, parts.message), frame, message: parts.message };
+  }
+
+  signInMessage(stan = this.nextStan()): Iso8583Message {
+    return new Iso8583Message(cup, '0800', {
+      11: stan,
+      41: TERMINAL_ID,
+      42: MERCHANT_ID,
+      60: '00000001004',
+      63: '001',
+    });
+  }
+
+  /** 0800 -> 0810; checks each check value as a PIN pad does (cup-pos-dialect.md 2.5) and loads the keys. */
+  async signIn(): Promise<{ answer: Iso8583Message; keys: WorkingKeys }> {
+    const { answer } = await this.send(this.signInMessage());
+    const f62 = answer.get(62) as Uint8Array;
+    const keys: Uint8Array[] = [];
+    for (let i = 0; i < 3; i++) {
+      const k = tdesDecryptEcb(this.tmk, f62.subarray(i * 20, i * 20 + 16));
+      const cv = tdesEncryptEcb(k, new Uint8Array(8)).subarray(0, 4);
+      if (toHex(cv) !== toHex(f62.subarray(i * 20 + 16, i * 20 + 20)))
+        throw new Error(`check value ${i} differs`);
+      keys.push(k);
+    }
+    this.keys = { tpk: keys[0]!, tak: keys[1]!, tdk: keys[2]! };
+    return { answer, keys: this.keys };
+  }
+
+  /** A financial request, unMACed. */
+  financial(
+    kind: 'purchase' | 'inquiry' | 'void' | 'refund',
+    o: {
+      stan?: string;
+      amount?: number;
+      pin?: string;
+      pan?: string;
+      date?: string;
+      original?: { batch: string; stan: string; date?: string; rrn?: string };
+    } = {},
+  ): Iso8583Message {
+    const pan = o.pan ?? CARD.pan;
+    const [mti, pc, t] = {
+      purchase: ['0200', '000000', '22'],
+      inquiry: ['0200', '310000', '01'],
+      void: ['0200', '200000', '23'],
+      refund: ['0220', '200000', '25'],
+    }[kind];
+    const m = new Iso8583Message(cup, mti!, {
+      2: pan,
+      3: pc!,
+      11: o.stan ?? this.nextStan(),
+      12: '100102',
+      13: o.date ?? '1125',
+      14: CARD.expiry,
+      22: '021',
+      25: '00',
+      35: CARD.track2,
+      41: TERMINAL_ID,
+      42: MERCHANT_ID,
+      49: '156',
+      53: '2600000000000000',
+      60: `${t}000001000`,
+    });
+    if (kind !== 'inquiry') m.set(4, String(o.amount ?? 1234).padStart(12, '0'));
+    const pin = o.pin ?? CARD.pin;
+    if (pin !== '' && this.keys) m.set(52, tdesEncryptEcb(this.keys.tpk, encodePinBlockIso0(pin, pan)));
+    if (o.original) {
+      m.set(61, `${o.original.batch}${o.original.stan}${o.original.date ?? ''}`);
+      if (o.original.rrn) m.set(37, o.original.rrn);
+    }
+    return m;
+  }
+
+  /** Sets field 64: CUP ECB MAC under the TAK over the packed message minus its last 8 bytes. */
+  mac(m: Iso8583Message, key = this.keys!.tak): Iso8583Message {
+    m.set(64, new Uint8Array(8));
+    const packed = m.pack().slice();
+    m.set(64, macCupEcb(key, packed.subarray(0, packed.length - 8)));
+    return m;
+  }
+
+  /** True when the answer's MAC verifies under the TAK. */
+  answerMacOk(message: Uint8Array, key = this.keys!.tak): boolean {
+    const mac = message.subarray(message.length - 8);
+    return toHex(macCupEcb(key, message.subarray(0, message.length - 8))) === toHex(mac);
+  }
+
+  async close(): Promise<void> {
+    await this.link.close();
+  }
+}
