@@ -67,31 +67,44 @@ describe('routing: longest match', () => {
         return { len, low: String(lo), high: String(lo + width), issuer };
       });
     fc.assert(
-      fc.property(fc.array(entry, { maxLength: 12 }), fc.array(fc.nat(), { minLength: 5, maxLength: 5 }), (es, picks) => {
-        const routes = es.map((e) => ({ low: e.low, high: e.high, issuer: e.issuer }));
-        let t: RoutingTable;
-        try {
-          t = RoutingTable.fromJson({ routes });
-        } catch (e) {
-          assert.equal((e as SwitchError).code, 'SWITCH_ROUTING_OVERLAP');
-          return;
-        }
-        // PANs: near entry bounds (hits and misses) plus a random one.
-        const pans = es.flatMap((e, i) => {
-          const p = (picks[i % 5]! % 10_000_000).toString().padStart(7, '0');
-          return [`${e.low}${p}`.padEnd(16, '1'), `${e.high}${p}`.padEnd(16, '9'), `${String(Number(e.high) + 1)}${p}`.padEnd(16, '0')];
-        });
-        pans.push('4000000000000000');
-        for (const pan of pans) {
-          let best: { issuer: string; len: number } | undefined;
-          for (const r of routes) {
-            const head = pan.slice(0, r.low.length);
-            if (head.length === r.low.length && head >= r.low && head <= r.high && (!best || r.low.length > best.len))
-              best = { issuer: r.issuer, len: r.low.length };
+      fc.property(
+        fc.array(entry, { maxLength: 12 }),
+        fc.array(fc.nat(), { minLength: 5, maxLength: 5 }),
+        (es, picks) => {
+          const routes = es.map((e) => ({ low: e.low, high: e.high, issuer: e.issuer }));
+          let t: RoutingTable;
+          try {
+            t = RoutingTable.fromJson({ routes });
+          } catch (e) {
+            assert.equal((e as SwitchError).code, 'SWITCH_ROUTING_OVERLAP');
+            return;
           }
-          assert.equal(t.route(pan)?.issuerId, best?.issuer, pan);
-        }
-      }),
+          // PANs: near entry bounds (hits and misses) plus a random one.
+          const pans = es.flatMap((e, i) => {
+            const p = (picks[i % 5]! % 10_000_000).toString().padStart(7, '0');
+            return [
+              `${e.low}${p}`.padEnd(16, '1'),
+              `${e.high}${p}`.padEnd(16, '9'),
+              `${String(Number(e.high) + 1)}${p}`.padEnd(16, '0'),
+            ];
+          });
+          pans.push('4000000000000000');
+          for (const pan of pans) {
+            let best: { issuer: string; len: number } | undefined;
+            for (const r of routes) {
+              const head = pan.slice(0, r.low.length);
+              if (
+                head.length === r.low.length &&
+                head >= r.low &&
+                head <= r.high &&
+                (!best || r.low.length > best.len)
+              )
+                best = { issuer: r.issuer, len: r.low.length };
+            }
+            assert.equal(t.route(pan)?.issuerId, best?.issuer, pan);
+          }
+        },
+      ),
       { seed: 20261125, numRuns: 300 },
     );
   });
@@ -102,19 +115,34 @@ describe('routing: load errors', () => {
     ['no routes array', {}, 'SWITCH_ROUTING_INVALID', 'routes: the routing document needs a "routes" array'],
     [
       'overlap of two 6-digit entries',
-      { routes: [{ low: '622200', high: '622299', issuer: 'a' }, { prefix: '622250', issuer: 'b', name: 'B' }] },
+      {
+        routes: [
+          { low: '622200', high: '622299', issuer: 'a' },
+          { prefix: '622250', issuer: 'b', name: 'B' },
+        ],
+      },
       'SWITCH_ROUTING_OVERLAP',
       'routes[1]: routes[1] (prefix 622250, B) overlaps routes[0] (622200..622299): both are 6 digits',
     ],
     [
       'overlap named by file order, whatever the sort order',
-      { routes: [{ prefix: '62220399', issuer: 'a' }, { low: '62220300', high: '62220399', issuer: 'b' }] },
+      {
+        routes: [
+          { prefix: '62220399', issuer: 'a' },
+          { low: '62220300', high: '62220399', issuer: 'b' },
+        ],
+      },
       'SWITCH_ROUTING_OVERLAP',
       'routes[1]: routes[1] (62220300..62220399) overlaps routes[0] (prefix 62220399): both are 8 digits',
     ],
     [
       'the same prefix twice',
-      { routes: [{ prefix: '622202', issuer: 'a' }, { prefix: '622202', issuer: 'a' }] },
+      {
+        routes: [
+          { prefix: '622202', issuer: 'a' },
+          { prefix: '622202', issuer: 'a' },
+        ],
+      },
       'SWITCH_ROUTING_OVERLAP',
       'routes[1]: routes[1] (prefix 622202) overlaps routes[0] (prefix 622202): both are 6 digits',
     ],
@@ -210,7 +238,11 @@ describe('config validation', () => {
     hsm: { host: '127.0.0.1', port: 1500 },
   });
   const cases: [string, (c: Record<string, unknown>) => void, string][] = [
-    ['institution id not digits', (c) => (c.institutionId = 'SWITCH'), 'config.institutionId: must be 1 to 11 digits'],
+    [
+      'institution id not digits',
+      (c) => (c.institutionId = 'SWITCH'),
+      'config.institutionId: must be 1 to 11 digits',
+    ],
     ['no acquirers', (c) => (c.acquirers = []), 'config.acquirers: must be a non-empty array'],
     [
       'acquirer id not a field 32',
