@@ -1,0 +1,887 @@
+/**
+ * The POS terminal (刷卡機) on the UnionPay terminal leg (`cup-pos`; docs/network.md "Message types on
+ * the terminal leg", ../shared/cup-pos-dialect.md 2.1-2.6): sign-in, purchase, balance inquiry, void
+ * and refund, with the PIN pad doing every key operation.
+ *
+ * One request at a time (a second call while one runs is TERMINAL_BUSY). Each exchange opens a TCP
+ * connection to the POSP (short connection, as dial-up and GPRS terminals do), sends one framed
+ * message (length | TPDU | header | message) and waits a bounded time for the answer.
+ *
+ * Before a reversible request (purchase, void: cup-pos-dialect.md 2.3) leaves, a reversal record is
+ * written; it is cleared only by a valid answer (MAC verified, 11/41/42 echoed). A missing answer or
+ * a bad MAC leaves it pending, and the terminal refuses further online transactions until it is
+ * sent (automatic reversal is issue 6; `pendingReversal()` exposes the record).
+ *
+ * The results are values: `approved`, `declined`, `mac-failed` (an answer whose MAC did not verify:
+ * not believed, not an approval) or `no-answer`.
+ */
+import { fromAscii, toAscii } from '@openposp/crypto';
+import {
+  type CompiledSpec,
+  Iso8583Message,
+  joinCupFrame,
+  loadSpec,
+  parseCupHeader,
+  splitCupFrame,
+  unpack,
+} from '@openposp/iso8583';
+import { createLogger, FramedClient, isNetError, type Logger } from '@openposp/net';
+import { openSqliteStore, type Queryable, type Store } from '@openposp/store';
+import { mkdirSync } from 'node:fs';
+import { type Card, type CardInput, encryptTrackDataBlock, maskPan, parseCardInput } from './card.js';
+import {
+  loadTerminalConfig,
+  type TerminalConfig,
+  type TerminalConfigInput,
+  validateTerminalConfig,
+} from './config.js';
+import { TerminalError } from './errors.js';
+import { TERMINAL_MIGRATIONS } from './migrations.js';
+import { PinPad, type SlotInfo } from './pinpad.js';
+import { formatSlip } from './slip.js';
+
+/** The PIN pad slots the terminal uses. The other slots are free for other applications. */
+export const TERMINAL_SLOTS = { tmk: 0, pik: 1, mak: 2, tdk: 3 } as const;
+
+/** STAN (field 11) runs 1..999999 and wraps to 1. */
+export const STAN_MAX = 999_999;
+/** Batch numbers (60.2) run 1..999999. */
+export const BATCH_MAX = 999_999;
+/** Largest amount field 4 carries: 12 digits, and a safe integer. */
+export const AMOUNT_MAX_MINOR = 999_999_999_999;
+
+export type TransactionType = 'purchase' | 'balance-inquiry' | 'void' | 'refund';
+export type TransactionStatus = 'approved' | 'declined' | 'mac-failed' | 'no-answer';
+
+export interface TransactionResult {
+  type: TransactionType;
+  status: TransactionStatus;
+  /** Field 39 of a believed answer; absent for mac-failed and no-answer. */
+  responseCode?: string;
+  rrn?: string;
+  authCode?: string;
+  /** Field 4 as sent (0 for a balance inquiry). */
+  amountMinor: number;
+  /** Balance from field 54 of a balance inquiry answer (negative when the sign is D). */
+  balanceMinor?: number;
+  /** Field 11 as sent, 6 digits. */
+  stan: string;
+  /** 60.2 as sent, 6 digits. */
+  batchNumber: string;
+  /** Local date and time as sent (fields 13 and 12) and the year the terminal's clock gave. */
+  localYear: number;
+  localDate: string;
+  localTime: string;
+  /** Field 15 of the answer (MMDD), when given. */
+  settlementDate?: string;
+  maskedPan: string;
+  /** True when a reversal record is left pending (no-answer or mac-failed of a reversible request). */
+  reversalPending: boolean;
+}
+
+export type SignInStatus = 'approved' | 'declined' | 'refused' | 'no-answer';
+
+export interface SignInResult {
+  status: SignInStatus;
+  responseCode?: string;
+  stan: string;
+  /** The batch number from 60.2 of the answer (approved only). */
+  batchNumber?: string;
+  /** Why an answer was not believed: the keys were not loaded and the old ones stay. */
+  refusedReason?: 'echo-mismatch' | 'key-data' | 'check-value';
+  /** The working key slots after an approved sign-in (numbers and check values only). */
+  slots?: SlotInfo[];
+}
+
+export interface PurchaseRequest {
+  card: CardInput;
+  amountMinor: number;
+  /** Typed on the PIN pad; without it the request goes without PIN (22 third digit 2). */
+  pin?: string;
+}
+
+export interface BalanceInquiryRequest {
+  card: CardInput;
+  pin?: string;
+}
+
+export interface VoidRequest {
+  /** The card again (cup-pos: the void carries 2/35 like the purchase). */
+  card: CardInput;
+  /** STAN of the purchase in the current batch. */
+  originalStan: string | number;
+  pin?: string;
+}
+
+export interface RefundRequest {
+  card: CardInput;
+  amountMinor: number;
+  pin?: string;
+  /** The original purchase, from its slip: RRN and date (MMDD); batch and STAN when known. */
+  original: { rrn: string; date: string; batchNumber?: string | number; stan?: string | number };
+}
+
+/** The reversal record written before a reversible request (issue 6 sends the 0400 from it). */
+export interface PendingReversal {
+  stan: string;
+  batchNumber: string;
+  type: TransactionType;
+  mti: string;
+  processingCode: string;
+  amountMinor: number;
+  posEntryMode: string;
+  conditionCode: string;
+  transactionTypeCode: string;
+  maskedPan: string;
+  localDate: string;
+  localTime: string;
+  /** 61 of the original when it had one (void). */
+  originalData?: string;
+  /** The 0400's field 39: 98 no answer in time, A0 bad MAC, 06 other (cup-pos-dialect.md 2.7). */
+  reason: string;
+  attempts: number;
+}
+
+export interface TerminalStatus {
+  terminalId: string;
+  merchantId: string;
+  /** Working keys loaded in the PIN pad. */
+  signedIn: boolean;
+  signedInAt?: string;
+  batchNumber: string;
+  lastStan: string;
+  reversalPending: boolean;
+  pinPad: { slotCount: number; slots: SlotInfo[] };
+}
+
+export interface StartTerminalOptions {
+  /** Seals the PIN pad state (AES-256-GCM under scrypt of it); at least 16 bytes. Not stored. */
+  deviceSecret: Uint8Array;
+  log?: Logger;
+  /** The terminal's clock (local time fields 12/13). */
+  now?: () => Date;
+  /** scrypt cost for a new PIN pad state (tests lower it to the minimum). */
+  pinPadScryptN?: number;
+}
+
+interface ExchangeOutcome {
+  kind: 'answer' | 'mac-failed' | 'no-answer' | 'not-sent' | 'echo-mismatch';
+  answer?: Iso8583Message;
+  /** Reversal reason for a failure. */
+  reason?: string;
+}
+
+const pad6 = (n: number): string => String(n).padStart(6, '0');
+const two = (n: number): string => String(n).padStart(2, '0');
+
+function checkAmount(v: unknown, field: string): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v <= 0 || v > AMOUNT_MAX_MINOR)
+    throw new TerminalError(
+      'TERMINAL_AMOUNT_INVALID',
+      field,
+      `must be an integer of minor units from 1 to ${AMOUNT_MAX_MINOR}`,
+    );
+  return v;
+}
+
+function sixDigits(v: unknown, field: string): string {
+  const s = typeof v === 'number' ? String(v) : v;
+  if (typeof s !== 'string' || !/^[0-9]{1,6}$/.test(s) || Number(s) < 1)
+    throw new TerminalError('TERMINAL_ORIGINAL_NOT_FOUND', field, 'must be 1 to 999999');
+  return s.padStart(6, '0');
+}
+
+/** Field 54 (ISO 8583:1987 additional amounts): account type 2, amount type 2, currency 3, sign C/D, 12 digits. */
+function parseBalance(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^[0-9]{2}[0-9]{2}[0-9]{3}([CD])([0-9]{12})$/.exec(v.slice(0, 20));
+  if (!m) return undefined;
+  const amount = Number(m[2]);
+  return m[1] === 'D' ? -amount : amount;
+}
+
+export class Terminal {
+  readonly config: TerminalConfig;
+  readonly pinPad: PinPad;
+  readonly #store: Store;
+  readonly #spec: CompiledSpec;
+  readonly #log: Logger;
+  readonly #now: () => Date;
+  #busy = false;
+  #closed = false;
+
+  private constructor(config: TerminalConfig, pinPad: PinPad, store: Store, log: Logger, now: () => Date) {
+    this.config = config;
+    this.pinPad = pinPad;
+    this.#store = store;
+    this.#spec = loadSpec('cup-pos');
+    this.#log = log;
+    this.#now = now;
+  }
+
+  /** @internal use `startTerminal`. */
+  static async start(config: TerminalConfig, opts: StartTerminalOptions): Promise<Terminal> {
+    mkdirSync(config.stateDir, { recursive: true });
+    const pinPad = await PinPad.open({
+      statePath: config.pinpadStatePath,
+      deviceSecret: opts.deviceSecret,
+      scryptN: opts.pinPadScryptN,
+    });
+    let store: Store;
+    try {
+      store = await openSqliteStore(config.databasePath, { migrations: TERMINAL_MIGRATIONS });
+    } catch (e) {
+      pinPad.close();
+      throw e;
+    }
+    const log = (opts.log ?? createLogger({ service: 'terminal' })).child({ terminalId: config.terminalId });
+    const t = new Terminal(config, pinPad, store, log, opts.now ?? (() => new Date()));
+    log.info('terminal.started', { pinPadSlots: pinPad.listSlots().length });
+    return t;
+  }
+
+  // --- state ---------------------------------------------------------------------------------
+
+  #hasWorkingKeys(): boolean {
+    const p = this.pinPad;
+    return (
+      p.slotInfo(TERMINAL_SLOTS.pik)?.usage === 'pin' &&
+      p.slotInfo(TERMINAL_SLOTS.mak)?.usage === 'mac' &&
+      p.slotInfo(TERMINAL_SLOTS.tdk)?.usage === 'data'
+    );
+  }
+
+  async status(): Promise<TerminalStatus> {
+    this.#checkOpen();
+    const s = await this.#store.get<{ last_stan: number; batch_number: number; signed_in_at: string | null }>(
+      'SELECT last_stan, batch_number, signed_in_at FROM terminal_state WHERE id = 1',
+    );
+    const rev = await this.#store.get('SELECT id FROM pending_reversals WHERE id = 1');
+    return {
+      terminalId: this.config.terminalId,
+      merchantId: this.config.merchantId,
+      signedIn: this.#hasWorkingKeys(),
+      ...(s?.signed_in_at ? { signedInAt: s.signed_in_at } : {}),
+      batchNumber: pad6(s!.batch_number),
+      lastStan: pad6(s!.last_stan),
+      reversalPending: rev !== undefined,
+      pinPad: this.pinPad.toJSON(),
+    };
+  }
+
+  /** The pending reversal record, if any (issue 6 sends it). */
+  async pendingReversal(): Promise<PendingReversal | undefined> {
+    this.#checkOpen();
+    const r = await this.#store.get<Record<string, string | number | null>>(
+      'SELECT * FROM pending_reversals WHERE id = 1',
+    );
+    if (!r) return undefined;
+    return {
+      stan: pad6(r.stan as number),
+      batchNumber: pad6(r.batch_number as number),
+      type: r.txn_type as TransactionType,
+      mti: r.mti as string,
+      processingCode: r.processing_code as string,
+      amountMinor: r.amount_minor as number,
+      posEntryMode: r.pos_entry_mode as string,
+      conditionCode: r.condition_code as string,
+      transactionTypeCode: r.txn_type_code as string,
+      maskedPan: r.pan_masked as string,
+      localDate: r.local_date as string,
+      localTime: r.local_time as string,
+      ...(r.original_data ? { originalData: r.original_data as string } : {}),
+      reason: r.reason as string,
+      attempts: r.attempts as number,
+    };
+  }
+
+  /** Next STAN, persisted before use: 1..999999, then 1 again. */
+  async #nextStan(): Promise<string> {
+    return this.#store.transaction(async (tx) => {
+      const row = await tx.get<{ last_stan: number }>('SELECT last_stan FROM terminal_state WHERE id = 1');
+      const next = row!.last_stan >= STAN_MAX ? 1 : row!.last_stan + 1;
+      await tx.run('UPDATE terminal_state SET last_stan = ? WHERE id = 1', [next]);
+      return pad6(next);
+    });
+  }
+
+  async #batchNumber(): Promise<string> {
+    const row = await this.#store.get<{ batch_number: number }>(
+      'SELECT batch_number FROM terminal_state WHERE id = 1',
+    );
+    return pad6(row!.batch_number);
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new TerminalError('TERMINAL_CLOSED', 'terminal', 'the terminal has been closed');
+  }
+
+  /** Runs `fn` as the terminal's only operation (one request at a time). */
+  async #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    this.#checkOpen();
+    if (this.#busy) throw new TerminalError('TERMINAL_BUSY', 'terminal', 'a transaction is already running');
+    this.#busy = true;
+    try {
+      return await fn();
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  #clock(): { year: number; date: string; time: string } {
+    const d = this.#now();
+    return {
+      year: d.getFullYear(),
+      date: `${two(d.getMonth() + 1)}${two(d.getDate())}`,
+      time: `${two(d.getHours())}${two(d.getMinutes())}${two(d.getSeconds())}`,
+    };
+  }
+
+  // --- wire ----------------------------------------------------------------------------------
+
+  /**
+   * Packs `m`, enciphers the track data block of field 35 in place (when the config says so), and
+   * MACs MTI..63 with field 64 announced in the bitmap (docs/network.md "MAC input").
+   * Returns the frame after the length prefix: TPDU | header | message.
+   */
+  #seal(m: Iso8583Message, mac: boolean): Uint8Array {
+    if (mac) m.set(64, new Uint8Array(8));
+    const bytes = m.pack().slice();
+    if (this.config.trackEncryption === 'tdk' && m.has(35)) {
+      // Offset of field 35: MTI, bitmap and every field before it, packed alone (one 8-byte bitmap in
+      // cup-pos, so the bitmap's length does not depend on the later fields). Then its 1-byte LL prefix.
+      const head = new Iso8583Message(this.#spec, m.mti);
+      for (const id of m.fieldIds()) if (id < 35) head.set(id, m.get(id)!);
+      const at = head.pack().length + 1;
+      const digits = String(m.get(35)).length;
+      const data = bytes.subarray(at, at + Math.ceil(digits / 2));
+      encryptTrackDataBlock(data, (block) => this.pinPad.encryptDataTdesEcb(TERMINAL_SLOTS.tdk, block));
+    }
+    if (mac)
+      bytes.set(
+        this.pinPad.generateMacCupEcb(TERMINAL_SLOTS.mak, bytes.subarray(0, bytes.length - 8)),
+        bytes.length - 8,
+      );
+    return joinCupFrame({
+      tpdu: this.config.tpdu,
+      header: parseCupHeader(Uint8Array.from(Buffer.from(this.config.header, 'hex'))),
+      message: bytes,
+    });
+  }
+
+  /**
+   * Sends one frame and waits for its answer. The reversal record (when given) is written after the
+   * connection is up and before the request is written to it.
+   */
+  async #exchange(
+    frame: Uint8Array,
+    stan: string,
+    expectMti: string,
+    checkMac: boolean,
+    writeReversal?: (tx: Queryable) => Promise<void>,
+  ): Promise<ExchangeOutcome> {
+    const spec = this.#spec;
+    const log = this.#log;
+    let client: FramedClient;
+    try {
+      client = await FramedClient.connect({
+        host: this.config.posp.host,
+        port: this.config.posp.port,
+        framing: { prefix: 'binary2' },
+        connectTimeoutMs: this.config.connectTimeoutMs,
+        timeoutMs: this.config.answerTimeoutMs,
+        maxInFlight: 1,
+        keyOf: (f) => {
+          if (f === frame) return stan;
+          return String(unpack(spec, splitCupFrame(f).message).get(11) ?? '');
+        },
+        onUnmatched: (_f, reason) => log.warn('txn.unmatched-answer', { stan, reason }),
+      });
+    } catch (e) {
+      log.warn('txn.not-sent', { stan, code: isNetError(e) ? e.code : 'error' });
+      return { kind: 'not-sent' };
+    }
+    try {
+      if (writeReversal) await this.#store.transaction(writeReversal);
+      let answerFrame: Uint8Array;
+      try {
+        answerFrame = await client.request(frame);
+      } catch (e) {
+        log.warn('txn.no-answer', { stan, code: isNetError(e) ? e.code : 'error' });
+        return { kind: 'no-answer', reason: '98' };
+      }
+      let answer: Iso8583Message;
+      let message: Uint8Array;
+      try {
+        message = splitCupFrame(answerFrame).message;
+        answer = unpack(spec, message);
+      } catch (e) {
+        log.warn('txn.answer-malformed', { stan, code: (e as { code?: string }).code ?? 'error' });
+        return { kind: 'no-answer', reason: '06' };
+      }
+      if (answer.mti !== expectMti) {
+        log.warn('txn.answer-mti', { stan, mti: answer.mti });
+        return { kind: 'no-answer', reason: '06' };
+      }
+      if (checkMac) {
+        const mac = answer.get(64);
+        const ok =
+          mac instanceof Uint8Array &&
+          this.pinPad.verifyMacCupEcb(TERMINAL_SLOTS.mak, message.subarray(0, message.length - 8), mac);
+        if (!ok) {
+          log.warn('txn.mac-failed', { stan, responseCodeClaimed: String(answer.get(39) ?? '') });
+          return { kind: 'mac-failed', reason: 'A0' };
+        }
+      }
+      if (
+        answer.get(11) !== stan ||
+        answer.get(41) !== this.config.terminalId ||
+        answer.get(42) !== this.config.merchantId
+      ) {
+        log.warn('txn.echo-mismatch', { stan });
+        return { kind: 'echo-mismatch', reason: '06' };
+      }
+      return { kind: 'answer', answer };
+    } finally {
+      await client.close();
+    }
+  }
+
+  // --- sign-in -------------------------------------------------------------------------------
+
+  /**
+   * Sign-in 0800/0810 with 60.3 = 004 (cup-pos-dialect.md 2.5): the answer's field 62 carries
+   * TPK(16)|CV(4)|TAK(16)|CV(4)|TDK(16)|CV(4) under the TMK (docs/network.md). The keys are loaded
+   * only when 11/41/42 echo the request and every check value matches (the pad loads all three into
+   * staging and commits them together); otherwise the sign-in is refused and the old keys stay.
+   */
+  signIn(): Promise<SignInResult> {
+    return this.#exclusive(async () => {
+      if (this.pinPad.slotInfo(TERMINAL_SLOTS.tmk)?.usage !== 'kek')
+        throw new TerminalError(
+          'TERMINAL_NOT_SIGNED_IN',
+          'pinPad',
+          `no TMK in slot ${TERMINAL_SLOTS.tmk}: inject one first`,
+        );
+      const stan = await this.#nextStan();
+      const batch = await this.#batchNumber();
+      const when = this.#clock();
+      const m = new Iso8583Message(this.#spec, '0800');
+      m.set(11, stan);
+      m.set(41, this.config.terminalId);
+      m.set(42, this.config.merchantId);
+      m.set(60, `00${batch}004`);
+      m.set(63, this.config.operator);
+      const out = await this.#exchange(this.#seal(m, false), stan, '0810', false);
+      if (out.kind === 'echo-mismatch') {
+        this.#log.warn('signin.refused', { stan, reason: 'echo-mismatch' });
+        return { status: 'refused', stan, refusedReason: 'echo-mismatch' };
+      }
+      if (out.kind !== 'answer') {
+        this.#log.info('signin.result', { stan, status: 'no-answer' });
+        return { status: 'no-answer', stan };
+      }
+      const a = out.answer!;
+      const rc = String(a.get(39) ?? '');
+      if (rc !== '00') {
+        this.#log.info('signin.result', { stan, status: 'declined', responseCode: rc });
+        return { status: 'declined', responseCode: rc, stan };
+      }
+      const refuse = (refusedReason: SignInResult['refusedReason']): SignInResult => {
+        this.#log.warn('signin.refused', { stan, reason: refusedReason });
+        return { status: 'refused', responseCode: rc, stan, refusedReason };
+      };
+      const keys = a.get(62);
+      const newBatch = String(a.get('60.2') ?? '');
+      if (
+        !(keys instanceof Uint8Array) ||
+        keys.length !== 60 ||
+        a.get('60.3') !== '004' ||
+        !/^[0-9]{6}$/.test(newBatch) ||
+        newBatch === '000000'
+      )
+        return refuse('key-data');
+      const entry = (slot: number, usage: 'pin' | 'mac' | 'data', at: number) => ({
+        slot,
+        usage,
+        encryptedKey: keys.subarray(at, at + 16),
+        checkValue: keys.subarray(at + 16, at + 20),
+      });
+      let slots: SlotInfo[];
+      try {
+        slots = this.pinPad.loadKeysUnderKek(TERMINAL_SLOTS.tmk, [
+          entry(TERMINAL_SLOTS.pik, 'pin', 0),
+          entry(TERMINAL_SLOTS.mak, 'mac', 20),
+          entry(TERMINAL_SLOTS.tdk, 'data', 40),
+        ]);
+      } catch (e) {
+        if (e instanceof TerminalError && e.code === 'TERMINAL_PINPAD_CHECK_VALUE')
+          return refuse('check-value');
+        if (e instanceof TerminalError) return refuse('key-data');
+        throw e;
+      }
+      const at = `${when.year}-${when.date.slice(0, 2)}-${when.date.slice(2)}T${when.time.slice(0, 2)}:${when.time.slice(2, 4)}:${when.time.slice(4)}`;
+      await this.#store.run('UPDATE terminal_state SET batch_number = ?, signed_in_at = ? WHERE id = 1', [
+        Number(newBatch),
+        at,
+      ]);
+      this.#log.info('signin.result', {
+        stan,
+        status: 'approved',
+        batchNumber: newBatch,
+        checkValues: slots.map((s) => `${s.slot}:${s.checkValueHex}`).join(' '),
+      });
+      return { status: 'approved', responseCode: rc, stan, batchNumber: newBatch, slots };
+    });
+  }
+
+  // --- financial transactions ----------------------------------------------------------------
+
+  purchase(req: PurchaseRequest): Promise<TransactionResult> {
+    return this.#exclusive(async () => {
+      const amount = checkAmount(req.amountMinor, 'amountMinor');
+      return this.#financial({
+        type: 'purchase',
+        mti: '0200',
+        processingCode: '000000',
+        typeCode: '22',
+        card: parseCardInput(req.card),
+        amountMinor: amount,
+        pin: req.pin,
+        reversible: true,
+      });
+    });
+  }
+
+  balanceInquiry(req: BalanceInquiryRequest): Promise<TransactionResult> {
+    return this.#exclusive(async () =>
+      this.#financial({
+        type: 'balance-inquiry',
+        mti: '0200',
+        processingCode: '310000',
+        typeCode: '01',
+        card: parseCardInput(req.card),
+        amountMinor: 0,
+        pin: req.pin,
+        reversible: false,
+      }),
+    );
+  }
+
+  /** Void (撤销) of a purchase of the current batch, found by its STAN; amount, RRN and auth code from it. */
+  voidPurchase(req: VoidRequest): Promise<TransactionResult> {
+    return this.#exclusive(async () => {
+      const card = parseCardInput(req.card);
+      const origStan = sixDigits(req.originalStan, 'originalStan');
+      const batch = await this.#batchNumber();
+      const orig = await this.#store.get<{
+        amount_minor: number;
+        rrn: string;
+        auth_code: string | null;
+        card_sealed: Uint8Array;
+      }>(
+        `SELECT amount_minor, rrn, auth_code, card_sealed FROM batch_entries
+         WHERE batch_number = ? AND stan = ? AND txn_type = 'purchase' AND voided = 0`,
+        [Number(batch), Number(origStan)],
+      );
+      if (!orig)
+        throw new TerminalError(
+          'TERMINAL_ORIGINAL_NOT_FOUND',
+          'originalStan',
+          'no purchase with this STAN in the current batch that is not already voided',
+        );
+      const sealed = JSON.parse(toAscii(this.pinPad.openRecord(orig.card_sealed))) as { pan: string };
+      if (sealed.pan !== card.pan)
+        throw new TerminalError('TERMINAL_CARD_INVALID', 'card', 'is not the card of the original purchase');
+      return this.#financial({
+        type: 'void',
+        mti: '0200',
+        processingCode: '200000',
+        typeCode: '23',
+        card,
+        amountMinor: orig.amount_minor,
+        pin: req.pin,
+        reversible: true,
+        originalRrn: orig.rrn,
+        originalAuthCode: orig.auth_code ?? undefined,
+        originalData: `${batch}${origStan}`,
+        originalStan: Number(origStan),
+      });
+    });
+  }
+
+  /** Refund (退货) 0220/0230: 61 = original batch, STAN and date; 37 = original RRN. */
+  refund(req: RefundRequest): Promise<TransactionResult> {
+    return this.#exclusive(async () => {
+      const amount = checkAmount(req.amountMinor, 'amountMinor');
+      const card = parseCardInput(req.card);
+      const o = req.original;
+      if (typeof o !== 'object' || o === null) throw new TypeError('original must be an object');
+      if (typeof o.rrn !== 'string' || !/^[\x20-\x7e]{12}$/.test(o.rrn))
+        throw new TerminalError('TERMINAL_ORIGINAL_NOT_FOUND', 'original.rrn', 'must be 12 characters');
+      if (typeof o.date !== 'string' || !/^(0[1-9]|1[0-2])(0[1-9]|[12][0-9]|3[01])$/.test(o.date))
+        throw new TerminalError('TERMINAL_ORIGINAL_NOT_FOUND', 'original.date', 'must be MMDD');
+      const batch = o.batchNumber === undefined ? '000000' : sixDigits(o.batchNumber, 'original.batchNumber');
+      const stan = o.stan === undefined ? '000000' : sixDigits(o.stan, 'original.stan');
+      return this.#financial({
+        type: 'refund',
+        mti: '0220',
+        processingCode: '200000',
+        typeCode: '25',
+        card,
+        amountMinor: amount,
+        pin: req.pin,
+        reversible: false,
+        originalRrn: o.rrn,
+        originalData: `${batch}${stan}${o.date}`,
+      });
+    });
+  }
+
+  async #financial(t: {
+    type: TransactionType;
+    mti: '0200' | '0220';
+    processingCode: string;
+    typeCode: string;
+    card: Card;
+    amountMinor: number;
+    pin?: string;
+    reversible: boolean;
+    originalRrn?: string;
+    originalAuthCode?: string;
+    originalData?: string;
+    originalStan?: number;
+  }): Promise<TransactionResult> {
+    if (!this.#hasWorkingKeys())
+      throw new TerminalError(
+        'TERMINAL_NOT_SIGNED_IN',
+        'terminal',
+        'no working keys in the PIN pad: sign in first',
+      );
+    if (await this.#store.get('SELECT id FROM pending_reversals WHERE id = 1'))
+      throw new TerminalError(
+        'TERMINAL_REVERSAL_PENDING',
+        'terminal',
+        'a reversal must be sent before the next online transaction',
+      );
+    const { card } = t;
+    // PIN entry first: a bad PIN is refused before a STAN is used.
+    const pinBlock =
+      t.pin === undefined ? undefined : this.pinPad.encryptPinBlockIso0(TERMINAL_SLOTS.pik, t.pin, card.pan);
+    const stan = await this.#nextStan();
+    const batch = await this.#batchNumber();
+    const when = this.#clock();
+    const encryptTrack = this.config.trackEncryption === 'tdk' && card.track2 !== undefined;
+    const posEntry = `${card.entry === 'magstripe' ? '02' : '01'}${pinBlock ? '1' : '2'}`;
+    const m = new Iso8583Message(this.#spec, t.mti);
+    m.set(2, card.pan);
+    m.set(3, t.processingCode);
+    if (t.type !== 'balance-inquiry') m.set(4, String(t.amountMinor).padStart(12, '0'));
+    m.set(11, stan);
+    m.set(12, when.time);
+    m.set(13, when.date);
+    if (card.expiry) m.set(14, card.expiry);
+    m.set(22, posEntry);
+    m.set(25, '00');
+    if (pinBlock) m.set(26, '12');
+    if (card.track2) m.set(35, card.track2);
+    if (t.originalRrn) m.set(37, t.originalRrn);
+    if (t.originalAuthCode) m.set(38, t.originalAuthCode);
+    m.set(41, this.config.terminalId);
+    m.set(42, this.config.merchantId);
+    m.set(49, this.config.currency);
+    if (pinBlock) m.set(52, pinBlock);
+    // 53 (cup-pos-dialect.md 2.4): PIN format 2 = X9.8 with PAN (ISO format 0), 6 = double-length TDES,
+    // position 3 = 1 when track data is enciphered under the TDK.
+    if (pinBlock || encryptTrack)
+      m.set(53, `${pinBlock ? '2' : '0'}6${encryptTrack ? '1' : '0'}0000000000000`);
+    m.set(60, `${t.typeCode}${batch}000`);
+    if (t.originalData) m.set(61, t.originalData);
+    m.set(63, this.config.operator);
+    const frame = this.#seal(m, true);
+    const maskedPan = maskPan(card.pan);
+    const sealedCard = this.pinPad.sealRecord(
+      fromAscii(JSON.stringify({ pan: card.pan, expiry: card.expiry ?? null })),
+    );
+    const created = this.#now().toISOString();
+    const writeReversal = t.reversible
+      ? async (tx: Queryable) => {
+          await tx.run(
+            `INSERT INTO pending_reversals (id, stan, batch_number, txn_type, mti, processing_code, amount_minor,
+               pos_entry_mode, condition_code, txn_type_code, pan_masked, card_sealed, local_date, local_time,
+               original_data, reason, attempts, created_at)
+             VALUES (1, ?, ?, ?, ?, ?, ?, ?, '00', ?, ?, ?, ?, ?, ?, '98', 0, ?)`,
+            [
+              Number(stan),
+              Number(batch),
+              t.type,
+              t.mti,
+              t.processingCode,
+              t.amountMinor,
+              posEntry,
+              t.typeCode,
+              maskedPan,
+              sealedCard,
+              when.date,
+              when.time,
+              t.originalData ?? null,
+              created,
+            ],
+          );
+        }
+      : undefined;
+    const out = await this.#exchange(frame, stan, t.mti === '0200' ? '0210' : '0230', true, writeReversal);
+    const base = {
+      type: t.type,
+      amountMinor: t.amountMinor,
+      stan,
+      batchNumber: batch,
+      localYear: when.year,
+      localDate: when.date,
+      localTime: when.time,
+      maskedPan,
+    };
+    if (out.kind !== 'answer') {
+      const status: TransactionStatus = out.kind === 'mac-failed' ? 'mac-failed' : 'no-answer';
+      let reversalPending = false;
+      if (t.reversible && out.kind !== 'not-sent') {
+        await this.#store.run('UPDATE pending_reversals SET reason = ? WHERE id = 1', [out.reason ?? '06']);
+        reversalPending = true;
+      }
+      this.#log.warn('txn.result', {
+        type: t.type,
+        stan,
+        batchNumber: batch,
+        status,
+        reversalPending,
+        panMasked: maskedPan,
+      });
+      return { ...base, status, reversalPending };
+    }
+    const a = out.answer!;
+    const rc = String(a.get(39) ?? '');
+    const rrn = a.get(37) as string | undefined;
+    const authCode = a.get(38) as string | undefined;
+    const settlementDate = a.get(15) as string | undefined;
+    const approved = rc === '00';
+    await this.#store.transaction(async (tx) => {
+      if (t.reversible) await tx.run('DELETE FROM pending_reversals WHERE id = 1');
+      if (approved && t.type !== 'balance-inquiry') {
+        await tx.run(
+          `INSERT INTO batch_entries (batch_number, stan, txn_type, mti, processing_code, amount_minor, pan_masked,
+             card_sealed, local_year, local_date, local_time, rrn, auth_code, response_code, settlement_date,
+             original_stan, voided, created_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
+          [
+            Number(batch),
+            Number(stan),
+            t.type,
+            t.mti,
+            t.processingCode,
+            t.amountMinor,
+            maskedPan,
+            sealedCard,
+            when.year,
+            when.date,
+            when.time,
+            rrn ?? '',
+            authCode ?? null,
+            rc,
+            settlementDate ?? null,
+            t.originalStan ?? null,
+            created,
+          ],
+        );
+        if (t.type === 'void')
+          await tx.run('UPDATE batch_entries SET voided = 1 WHERE batch_number = ? AND stan = ?', [
+            Number(batch),
+            t.originalStan!,
+          ]);
+      }
+    });
+    const balanceMinor =
+      t.type === 'balance-inquiry' && approved ? parseBalance(a.get(54) as string | undefined) : undefined;
+    const result: TransactionResult = {
+      ...base,
+      status: approved ? 'approved' : 'declined',
+      responseCode: rc,
+      ...(rrn !== undefined ? { rrn } : {}),
+      ...(authCode !== undefined ? { authCode } : {}),
+      ...(balanceMinor !== undefined ? { balanceMinor } : {}),
+      ...(settlementDate !== undefined ? { settlementDate } : {}),
+      reversalPending: false,
+    };
+    this.#log.info('txn.result', {
+      type: t.type,
+      stan,
+      batchNumber: batch,
+      status: result.status,
+      responseCode: rc,
+      rrn,
+      amountMinor: t.amountMinor,
+      panMasked: maskedPan,
+    });
+    return result;
+  }
+
+  /** The approved transactions of the current batch (for settlement, issue 6), without card data. */
+  async batchEntries(): Promise<
+    {
+      stan: string;
+      type: TransactionType;
+      amountMinor: number;
+      rrn: string;
+      voided: boolean;
+      maskedPan: string;
+    }[]
+  > {
+    this.#checkOpen();
+    const batch = await this.#batchNumber();
+    const rows = await this.#store.all<{
+      stan: number;
+      txn_type: TransactionType;
+      amount_minor: number;
+      rrn: string;
+      voided: number;
+      pan_masked: string;
+    }>(
+      'SELECT stan, txn_type, amount_minor, rrn, voided, pan_masked FROM batch_entries WHERE batch_number = ? ORDER BY id',
+      [Number(batch)],
+    );
+    return rows.map((r) => ({
+      stan: pad6(r.stan),
+      type: r.txn_type,
+      amountMinor: r.amount_minor,
+      rrn: r.rrn,
+      voided: r.voided === 1,
+      maskedPan: r.pan_masked,
+    }));
+  }
+
+  /** The merchant and cardholder copies of a result's slip (text). */
+  slips(result: TransactionResult): { merchant: string; cardholder: string } {
+    const input = {
+      ...result,
+      merchantName: this.config.merchantName,
+      merchantId: this.config.merchantId,
+      terminalId: this.config.terminalId,
+    };
+    return { merchant: formatSlip(input, 'merchant'), cardholder: formatSlip(input, 'cardholder') };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#store.close();
+    this.pinPad.close();
+  }
+}
+
+/** Starts a terminal from a config object or JSON file path (validated), opening its PIN pad and database. */
+export async function startTerminal(
+  config: TerminalConfigInput | TerminalConfig | string,
+  opts: StartTerminalOptions,
+): Promise<Terminal> {
+  const c = typeof config === 'string' ? loadTerminalConfig(config) : validateTerminalConfig(config);
+  return Terminal.start(c, opts);
+}

@@ -1,0 +1,204 @@
+/**
+ * A small POSP for the terminal's tests: a FramedServer speaking the real cup-pos protocol (TPDU +
+ * header, 2-byte length). It stands in for the POSP and its HSM, so it holds the test's clear keys
+ * and checks with @openposp/crypto: the request MAC, the PIN block under the PIK, the track data
+ * under the TDK. `mode` chooses how it answers.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  adjustOddParity,
+  decryptPinBlock,
+  kcvTdes,
+  macCupEcb,
+  tdesDecryptEcb,
+  tdesEncryptEcb,
+  verifyMac,
+} from '@openposp/crypto';
+import {
+  type Iso8583Message,
+  isIso8583Error,
+  joinCupFrame,
+  loadSpec,
+  replyTpdu,
+  splitCupFrame,
+  startResponse,
+  unpack,
+} from '@openposp/iso8583';
+import { FramedServer } from '@openposp/net';
+
+export type PospMode =
+  | 'approve'
+  | 'decline-51'
+  | 'bad-mac'
+  | 'no-mac'
+  | 'silent'
+  | 'wrong-check-value'
+  | 'wrong-terminal-echo';
+
+export interface SeenRequest {
+  mti: string;
+  fields: Record<number, string>;
+  macOk?: boolean;
+  /** PIN recovered from field 52 with the PIK (what the HSM would verify). */
+  pin?: string;
+  /** Track 2 after deciphering the TDB under the TDK, in the codec's form (D separator). */
+  track2?: string;
+  /** The raw field 35 bytes as received (enciphered TDB). */
+  field35Raw?: Uint8Array;
+}
+
+const spec = loadSpec('cup-pos');
+
+export const oddKey = (): Uint8Array => adjustOddParity(new Uint8Array(randomBytes(16)));
+
+/**
+ * Byte offset of field 35 in a packed cup-pos message: unpack with bits 35..64 cleared, which stops
+ * right where field 35 starts (ISO8583_TRAILING_BYTES at that offset). Needed because the codec reads
+ * field 35 as BCD digits and an enciphered TDB holds nibbles A-F.
+ */
+export function field35Offset(message: Uint8Array): number {
+  const copy = message.slice();
+  // Bitmap at bytes 2..9; field n is bit n-1 from the most significant bit of byte 2.
+  for (let f = 35; f <= 64; f++) copy[2 + ((f - 1) >> 3)]! &= ~(0x80 >> ((f - 1) & 7));
+  try {
+    unpack(spec, copy);
+  } catch (e) {
+    if (isIso8583Error(e) && e.code === 'ISO8583_TRAILING_BYTES' && e.offset !== undefined) return e.offset;
+    throw e;
+  }
+  throw new Error('field 35 not found');
+}
+
+export class FakePosp {
+  mode: PospMode = 'approve';
+  readonly tmk: Uint8Array;
+  pik: Uint8Array | undefined;
+  mak: Uint8Array | undefined;
+  tdk: Uint8Array | undefined;
+  readonly seen: SeenRequest[] = [];
+  batchNumber = '000007';
+  balanceMinor = 1_234_567;
+  #rrn = 0;
+  #server: FramedServer | undefined;
+
+  constructor(tmk: Uint8Array) {
+    this.tmk = tmk;
+  }
+
+  get port(): number {
+    return this.#server!.port;
+  }
+
+  async listen(): Promise<void> {
+    this.#server = await FramedServer.listen({
+      host: '127.0.0.1',
+      port: 0,
+      framing: { prefix: 'binary2' },
+      handler: async (frame) => this.#handle(frame),
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#server?.close();
+  }
+
+  #handle(frame: Uint8Array): Uint8Array | null {
+    const { tpdu, header, message } = splitCupFrame(frame);
+    const seen: SeenRequest = { mti: '', fields: {} };
+    let clear = message.slice();
+    const bitmapHas = (f: number) => (message[2 + ((f - 1) >> 3)]! & (0x80 >> ((f - 1) & 7))) !== 0;
+    if (bitmapHas(64)) {
+      seen.macOk =
+        this.mak !== undefined &&
+        verifyMac(
+          'cup-ecb',
+          this.mak,
+          message.subarray(0, message.length - 8),
+          message.subarray(message.length - 8),
+        );
+    }
+    if (bitmapHas(35) && this.tdk) {
+      // 53 position 3 = 1 is checked below; decipher the TDB [n-9, n-1) of the BCD track bytes.
+      const at = field35Offset(message);
+      const digits = (message[at]! >> 4) * 10 + (message[at]! & 15);
+      const n = Math.ceil(digits / 2);
+      seen.field35Raw = message.slice(at + 1, at + 1 + n);
+      // Enciphered when 53 position 3 is 1; a clear track unpacks as it is and says 0 there.
+      let raw: Iso8583Message | undefined;
+      try {
+        raw = unpack(spec, message);
+      } catch {
+        raw = undefined;
+      }
+      if (raw === undefined || String(raw.get(53) ?? '').charAt(2) === '1') {
+        clear = message.slice();
+        clear.set(tdesDecryptEcb(this.tdk, message.subarray(at + 1 + n - 9, at + n)), at + 1 + n - 9);
+      }
+    }
+    const req = unpack(spec, clear);
+    seen.mti = req.mti;
+    for (const id of req.fieldIds()) {
+      const v = req.get(id)!;
+      seen.fields[id] = typeof v === 'string' ? v : Buffer.from(v).toString('hex').toUpperCase();
+    }
+    if (req.has(35)) seen.track2 = String(req.get(35));
+    if (req.has(52) && this.pik)
+      seen.pin = decryptPinBlock(0, this.pik, req.get(52) as Uint8Array, String(req.get(2)));
+    this.seen.push(seen);
+    if (this.mode === 'silent') return null;
+    const resp = req.mti === '0800' ? this.#signIn(req) : this.#financial(req, seen.macOk === true);
+    if (resp === null) return null;
+    return joinCupFrame({ tpdu: replyTpdu(tpdu), header, message: resp });
+  }
+
+  #signIn(req: Iso8583Message): Uint8Array {
+    const r = startResponse(req);
+    const pik = oddKey();
+    const mak = oddKey();
+    const tdk = oddKey();
+    const part = (k: Uint8Array) => [...tdesEncryptEcb(this.tmk, k), ...kcvTdes(k, 4)];
+    const f62 = new Uint8Array([...part(pik), ...part(mak), ...part(tdk)]);
+    if (this.mode === 'wrong-check-value')
+      f62[59]! ^= 0x01; // the TDK's check value
+    else {
+      this.pik = pik;
+      this.mak = mak;
+      this.tdk = tdk;
+    }
+    r.set(11, String(req.get(11)));
+    r.set(41, this.mode === 'wrong-terminal-echo' ? 'OTHER001' : String(req.get(41)));
+    r.set(42, String(req.get(42)));
+    r.set(12, '103301');
+    r.set(13, '1125');
+    r.set(37, this.#nextRrn());
+    r.set(39, '00');
+    r.set(60, `00${this.batchNumber}004`);
+    r.set(62, f62);
+    return r.pack().slice();
+  }
+
+  #nextRrn(): string {
+    this.#rrn += 1;
+    return `1125103301${String(this.#rrn).padStart(2, '0')}`;
+  }
+
+  #financial(req: Iso8583Message, macOk: boolean): Uint8Array {
+    const r = startResponse(req);
+    r.set(15, '1125');
+    r.set(37, this.#nextRrn());
+    if (!macOk) r.set(39, 'A0');
+    else if (this.mode === 'decline-51') r.set(39, '51');
+    else {
+      r.set(39, '00');
+      r.set(38, 'A1B2C3');
+      if (req.get(3) === '310000') r.set(54, `1002156C${String(this.balanceMinor).padStart(12, '0')}`);
+    }
+    if (this.mode === 'no-mac') return r.pack().slice();
+    r.set(64, new Uint8Array(8));
+    const bytes = r.pack().slice();
+    const mac = macCupEcb(this.mak!, bytes.subarray(0, bytes.length - 8));
+    if (this.mode === 'bad-mac') mac[0] = mac[0] === 0x30 ? 0x31 : 0x30;
+    bytes.set(mac, bytes.length - 8);
+    return bytes;
+  }
+}
