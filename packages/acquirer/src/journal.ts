@@ -213,6 +213,22 @@ export class Journal {
     ]);
   }
 
+  /** Records which transaction a void or refund refers to. */
+  async linkOriginal(rrn: string, originalRrn: string): Promise<void> {
+    await this.store.run('UPDATE journal SET original_rrn = ? WHERE rrn = ?', [originalRrn, rrn]);
+  }
+
+  /** Sum of the refunds of an original that were approved or may have been (sent, unknown), minor units. */
+  async refundedMinor(originalRrn: string): Promise<number> {
+    const r = await this.store.get<{ total: number | null }>(
+      `SELECT SUM(amount_minor) AS total FROM journal
+       WHERE original_rrn = ? AND txn_type = 'refund'
+         AND ((state = 'answered' AND response_code = '00') OR state IN ('sent', 'unknown'))`,
+      [originalRrn],
+    );
+    return Number(r?.total ?? 0);
+  }
+
   /** The original of a void or refund: terminal, batch and STAN (field 61), newest first. */
   async findOriginal(terminalId: string, batchNo: string, stan: string): Promise<JournalEntry[]> {
     const rows = await this.store.all<Row>(

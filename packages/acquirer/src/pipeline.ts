@@ -121,6 +121,8 @@ export interface TxnContext {
   entry?: JournalEntry;
   /** The journal row is final (outcome written, or it was a replay of a finished one). */
   journalDone?: boolean;
+  /** The request may have left for the switch: from here on only 'answered' or 'unknown' are true. */
+  sent?: boolean;
   replayed?: boolean;
   original?: JournalEntry;
   zonePinBlock?: Uint8Array;
@@ -451,13 +453,17 @@ export const findOriginal: Step = {
       return RC.originalNotFound;
     }
     if (orig.panMasked !== ctx.panMasked) return RC.originalNotFound;
-    if (ctx.kind === 'void') {
-      if (orig.voidedByRrn !== undefined) return RC.invalidTransaction;
-      if (orig.amountMinor !== ctx.amountMinor) return RC.invalidAmount;
-    } else if ((ctx.amountMinor ?? 0) > (orig.amountMinor ?? 0)) {
-      return RC.invalidAmount;
-    }
     if (orig.transmissionDateTime === undefined || orig.networkMti === undefined) return RC.originalNotFound;
+    await ctx.deps.journal.linkOriginal(ctx.entry!.rrn, orig.rrn);
+    // A voided purchase has nothing left to void or refund.
+    if (orig.voidedByRrn !== undefined) return RC.invalidTransaction;
+    if (ctx.kind === 'void') {
+      if (orig.amountMinor !== ctx.amountMinor) return RC.invalidAmount;
+    } else {
+      // Partial refunds are allowed; together they never exceed the original (docs/network.md 13).
+      const refunded = await ctx.deps.journal.refundedMinor(orig.rrn);
+      if ((ctx.amountMinor ?? 0) + refunded > (orig.amountMinor ?? 0)) return RC.invalidAmount;
+    }
     ctx.original = orig;
     return undefined;
   },
@@ -561,6 +567,7 @@ function answerProblem(ctx: TxnContext, a: Iso8583Message): string | undefined {
  */
 export const sendToSwitch: Step = {
   name: 'sendToSwitch',
+  failCode: '91',
   boundMs: (d) => d.config.timeouts.switchMs + 2 * d.config.timeouts.hsmMs + 3 * d.config.timeouts.dbMs,
   async run(ctx) {
     const { deps } = ctx;
@@ -570,6 +577,7 @@ export const sendToSwitch: Step = {
       deps.config.timeouts.dbMs,
       'journalSent',
     );
+    ctx.sent = true;
     let answer: Iso8583Message | undefined;
     try {
       const raw = await bounded(
@@ -749,10 +757,12 @@ export async function handleTerminalMessage(
     code = await runSteps(ctx, FINANCIAL_STEPS);
     try {
       if (ctx.entry !== undefined && !ctx.journalDone) {
-        // Abort: stopped before the request left; the POSP's own answer is the outcome.
+        // Abort. Stopped before the request left: the POSP's own answer is the outcome. Stopped after it
+        // may have left (a defect or an overrun in sendToSwitch): only the switch knows, so 'unknown', 91.
+        if (ctx.sent) code = RC.switchInoperative;
         await bounded(
           deps.journal.finish(ctx.entry.rrn, {
-            state: 'declined',
+            state: ctx.sent ? 'unknown' : 'declined',
             responseCode: code,
             finishedAt: deps.clock().toISOString(),
           }),

@@ -36,7 +36,15 @@ import { createLogger, FramedClient, FramedServer } from '@openposp/net';
 import { Hsm } from '../../hsm/src/hsm.js';
 import { createTestLmk } from '../../hsm/src/lmk.js';
 import { LocalHsm } from '../../hsm/src/local.js';
-import { type AcquirerHandle, type AcquirerConfig, macInputOf, startAcquirer } from '../src/index.js';
+import { HsmServer } from '../../hsm/src/server.js';
+import { registerHsmCommands } from '../../hsm/src/commands.js';
+import {
+  type AcquirerConfig,
+  type AcquirerHandle,
+  type AcquirerHsm,
+  macInputOf,
+  startAcquirer,
+} from '../src/index.js';
 
 export const cup: CompiledSpec = loadSpec('cup-pos');
 export const net: CompiledSpec = loadSpec('iso87-binary');
@@ -73,7 +81,7 @@ export interface SwitchSeen {
 
 export type SwitchBehaviour = (
   req: Iso8583Message,
-) => 'silent' | 'bad-mac' | { code: string; balance?: string };
+) => 'silent' | 'bad-mac' | { code: string; balance?: string; delayMs?: number };
 
 export interface Harness {
   posp: AcquirerHandle;
@@ -93,9 +101,16 @@ export interface Harness {
 /** 2026-11-25 10:00 Beijing (UTC+8). */
 export const T0 = new Date('2026-11-25T02:00:00Z');
 
-export async function startHarness(
-  opts: { switchMs?: number; registerTerminal?: boolean } = {},
-): Promise<Harness> {
+export interface HarnessOptions {
+  switchMs?: number;
+  registerTerminal?: boolean;
+  /** Put something between the POSP and the HSM (fault injection: a slow HSM). */
+  wrapHsm?: (hsm: LocalHsm) => AcquirerHsm;
+  /** Reach the HSM over TCP (HsmServer + HsmClient) instead of in process. */
+  hsmOverTcp?: boolean;
+}
+
+export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
   const lmk = createTestLmk({ allowTestLmk: true, warn: () => {} });
   const hsm = new LocalHsm(new Hsm({ lmk, sensitiveActivities: [] }));
   // TMK and ZMK formed from known components (A4), so the test knows them in clear as the PIN pad and
@@ -127,6 +142,7 @@ export async function startHarness(
       seen.push({ msg: m, macOk, pin });
       const what = behaviour.fn(m);
       if (what === 'silent') return null;
+      if (typeof what === 'object' && what.delayMs) await new Promise((r) => setTimeout(r, what.delayMs));
       const a = startResponse(m);
       const code = macOk ? (typeof what === 'object' ? what.code : '00') : 'A0';
       a.set(39, code);
@@ -149,13 +165,20 @@ export async function startHarness(
   const stream = new PassThrough();
   stream.on('data', (c: Buffer) => logLines.push(...c.toString('utf8').split('\n').filter(Boolean)));
   const clock = { now: T0 };
+  let hsmServer: HsmServer | undefined;
+  let hsmEndpoint: { host: string; port: number } | undefined;
+  if (opts.hsmOverTcp) {
+    hsmServer = registerHsmCommands(new HsmServer(), hsm.hsm);
+    const addr = await hsmServer.listen(0);
+    hsmEndpoint = { host: '127.0.0.1', port: addr.port };
+  }
   const config: AcquirerConfig = {
     listen: { host: '127.0.0.1', port: 0 },
     switch: { host: '127.0.0.1', port: sw.port, reconnectDelayMs: 20 },
     acquirerId: ACQUIRER_ID,
     zoneKeys: { zpk: zpk.keyBlock, zak: zak.keyBlock },
     databasePath: dbPath,
-    hsm,
+    hsm: hsmEndpoint ?? (opts.wrapHsm ? opts.wrapHsm(hsm) : hsm),
     terminals:
       opts.registerTerminal === false
         ? []
@@ -190,6 +213,7 @@ export async function startHarness(
       await terminal.close();
       await posp.close();
       await sw.close();
+      await hsmServer?.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

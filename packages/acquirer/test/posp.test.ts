@@ -258,8 +258,11 @@ describe('void and refund find their original', () => {
     assert.equal(sent.mti, '0200');
     assert.equal(sent.get(3), '200000');
     assert.equal(sent.get('90.2'), stan);
-    const over = await t.send(t.mac(t.financial('refund', { amount: 3001, original: orig })));
-    assert.equal(rc(over.answer), '13');
+    const over = await t.send(t.mac(t.financial('refund', { amount: 2001, original: orig })));
+    assert.equal(rc(over.answer), '13', 'refunds together stay within the original');
+    const rest = await t.send(t.mac(t.financial('refund', { amount: 2000, original: orig })));
+    assert.equal(rc(rest.answer), '00');
+    assert.equal((await h.posp.inquire(String(rest.answer.get(37))))?.originalRrn, orig.rrn);
     const wrongRrn = await t.send(
       t.mac(t.financial('refund', { amount: 10, original: { ...orig, rrn: '000000000000' } })),
     );
