@@ -2,188 +2,45 @@
  * The switch over real TCP on loopback, with the real HSM in process (LocalHsm on the test LMK) and a
  * real SQLite journal. Zone keys are set up as in production: a ZMK formed from two known components
  * (A4), zone keys imported from TR-31 blocks under it (FA), so the test knows the clear ZPKs and can
- * check the translated PIN block with the crypto package.
- *
- * The acquirer and the issuers here are peers built in this file (FramedClient / FramedServer of
- * @openposp/net), computing and checking MACs through the HSM with their own MAB code, not the
- * switch's: they speak docs/network.md, they are not mocks of the switch.
+ * check the translated PIN block with the crypto package. The acquirer and the issuers are peers
+ * (test/peers.ts), not mocks of the switch.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import {
-  adjustOddParity,
-  decryptPinBlock,
-  encryptPinBlock,
-  fromHex,
-  macX919,
-  tdesEncryptEcb,
-  toHex,
-  wrapKeyBlock,
-} from '@openposp/crypto';
-import { Iso8583Message, loadSpec, startResponse, unpack } from '@openposp/iso8583';
+import { decryptPinBlock, fromHex, macX919, tdesEncryptEcb, toHex } from '@openposp/crypto';
+import { unpack } from '@openposp/iso8583';
 import { createLogger, FramedClient, FramedServer } from '@openposp/net';
-// LocalHsm is not exported from @openposp/hsm's index yet (reported to the lead): the HSM comes from its
-// sources, all three from the same files so that their types agree.
-import { Hsm } from '../../hsm/src/hsm.js';
-import { createTestLmk } from '../../hsm/src/lmk.js';
-import { LocalHsm } from '../../hsm/src/local.js';
 import { SwitchError } from '../src/errors.js';
 import type { SwitchHandle } from '../src/switch.js';
 import { startSwitch } from '../src/switch.js';
-
-const spec = loadSpec('iso87-binary');
-const framing = { prefix: 'binary2' } as const;
-const lmk = createTestLmk({ allowTestLmk: true, warn: () => {} });
-// No custodians in a test: A4 of a ZMK is allowed without the authorized state.
-const hsm = new Hsm({ lmk, sensitiveActivities: [] });
-const api = new LocalHsm(hsm);
-
-const SWITCH_ID = '49990000';
-const ACQ_A = '48020000';
-const ACQ_B = '48030000';
-const PIN = '1234';
-const PAN_A = '6222021234567890123'; // bank-a, 6-digit prefix
-const PAN_B = '6222030012345678'; // bank-b, 8-digit range inside 622203
-const PAN_UNKNOWN = '4111111111111111';
-const PAN_UNCONFIGURED = '6250001234567890'; // routes to bank-z: no link configured
-const PAN_DOWN = '6260001234567890'; // routes to bank-down: configured, never up
-
-const tdesKey = (hex: string) => adjustOddParity(fromHex(hex));
-
-/** A party's zone keys: clear values known to the test, blocks under the LMK via A4 + FA. */
-interface Zone {
-  zpkClear: Uint8Array;
-  zakClear: Uint8Array;
-  zpk: string;
-  zak: string;
-}
-
-async function zone(seed: string): Promise<Zone> {
-  const c1 = tdesKey(`${seed}1111111111111111${seed}2222222222222222`.slice(0, 32));
-  const c2 = tdesKey(`3333333333333333${seed}4444444444444444${seed}`.slice(0, 32));
-  const zmk = hsm.formKeyFromComponents({ keyType: 'ZMK', algorithm: 'T', components: [c1, c2] });
-  const zmkClear = adjustOddParity(c1.map((b, i) => b ^ c2[i]!));
-  const zpkClear = tdesKey(`${seed}0123456789ABCDEFFEDCBA98765432`.slice(0, 32));
-  const zakClear = tdesKey(`${seed}89ABCDEF0123456776543210FEDCBA`.slice(0, 32));
-  const zpk = await api.importKeyFromZmk({
-    kek: zmk.keyBlock,
-    tr31: wrapKeyBlock(zmkClear, 'B0000P0TB00E0000', zpkClear),
-    keyType: 'ZPK',
-  });
-  const zak = await api.importKeyFromZmk({
-    kek: zmk.keyBlock,
-    tr31: wrapKeyBlock(zmkClear, 'B0000M3TC00E0000', zakClear),
-    keyType: 'ZAK',
-  });
-  return { zpkClear, zakClear, zpk: zpk.keyBlock, zak: zak.keyBlock };
-}
-
-// --- The peers' own MAC code (docs/network.md "MAC input"), independent of the switch's. ---
-
-/** MAB: the packed message without the 8 bytes of field 64, bit 64 set. */
-function mabOf(m: Iso8583Message): Uint8Array {
-  const c = m.clone();
-  c.unset(64);
-  const out = c.pack().slice();
-  out[2 + 7]! |= 0x01; // BCD MTI (2 bytes), then the primary bitmap; bit 64 is its last bit
-  return out;
-}
-
-async function macAndPack(m: Iso8583Message, zak: string): Promise<Uint8Array> {
-  const mac = await api.generateMac({ key: zak, algorithm: 'iso9797-1-3', padding: 1, data: mabOf(m) });
-  m.set(64, mac);
-  return m.pack().slice();
-}
-
-async function macOk(m: Iso8583Message, zak: string): Promise<boolean> {
-  const mac = m.get(64);
-  if (!(mac instanceof Uint8Array)) return false;
-  return api.verifyMac({ key: zak, algorithm: 'iso9797-1-3', padding: 1, data: mabOf(m), mac });
-}
-
-// --- Fake issuers: FramedServer peers that verify and answer with the HSM. ---
-
-type Behaviour = 'approve' | 'silent' | 'bad-mac' | 'garbage';
-
-interface FakeIssuer {
-  server: FramedServer;
-  zone: Zone;
-  behaviour: Behaviour;
-  received: { msg: Iso8583Message; macOk: boolean }[];
-}
-
-async function fakeIssuer(z: Zone): Promise<FakeIssuer> {
-  const me: FakeIssuer = {
-    server: undefined as unknown as FramedServer,
-    zone: z,
-    behaviour: 'approve',
-    received: [],
-  };
-  me.server = await FramedServer.listen({
-    framing,
-    handler: async (frame) => {
-      const req = unpack(spec, frame);
-      const ok = await macOk(req, z.zak);
-      me.received.push({ msg: req, macOk: ok });
-      if (me.behaviour === 'silent') return null;
-      if (me.behaviour === 'garbage') return new Uint8Array([0x02, 0x10, 1, 2, 3]);
-      const resp = startResponse(req);
-      resp.set(39, ok ? '00' : 'A0');
-      if (ok) resp.set(38, 'AB1234');
-      const packed = await macAndPack(resp, z.zak);
-      if (me.behaviour === 'bad-mac') packed[packed.length - 1]! ^= 0x01;
-      return packed;
-    },
-  });
-  return me;
-}
-
-// --- The acquirer: a FramedClient to the switch. ---
-
-function acquirerKey(frame: Uint8Array): string {
-  const m = unpack(spec, frame);
-  return `${m.mti.slice(0, 2)}|${m.get(41) ?? ''}|${m.get(11) ?? ''}`;
-}
-
-let stanCounter = 100;
-function nextStan(): string {
-  stanCounter += 1;
-  return String(stanCounter).padStart(6, '0');
-}
-
-function purchase(
-  pan: string,
-  opts: { acquirer?: string; stan?: string; zpkClear?: Uint8Array; pin?: boolean } = {},
-) {
-  const stan = opts.stan ?? nextStan();
-  const m = new Iso8583Message(spec, '0200', {
-    2: pan,
-    3: '000000',
-    4: '000000012345',
-    7: '1125103000',
-    11: stan,
-    12: '103000',
-    13: '1125',
-    14: '2912',
-    22: '021',
-    25: '00',
-    32: opts.acquirer ?? ACQ_A,
-    37: `RRN${stan.padStart(9, '0')}`,
-    41: 'T0000001',
-    42: 'M00000000000001',
-    49: '156',
-    53: '2600000000000000',
-  });
-  if (opts.pin !== false) m.set(52, encryptPinBlock(0, opts.zpkClear ?? zA.zpkClear, PIN, pan));
-  return m;
-}
-
-async function send(client: FramedClient, m: Iso8583Message, zak: string): Promise<Iso8583Message> {
-  return unpack(spec, await client.request(await macAndPack(m, zak), 5000));
-}
+import {
+  ACQ_A,
+  ACQ_B,
+  acquirerKey,
+  api,
+  type FakeIssuer,
+  fakeIssuer,
+  framing,
+  macAndPack,
+  mabOf,
+  macOk,
+  nextStan,
+  PAN_A,
+  PAN_B,
+  PAN_DOWN,
+  PAN_UNCONFIGURED,
+  PAN_UNKNOWN,
+  PIN,
+  purchase,
+  send,
+  spec,
+  SWITCH_ID,
+  type Zone,
+  zone,
+} from './peers.js';
 
 let dir: string;
 let zA: Zone;
@@ -197,6 +54,8 @@ let acq: FramedClient;
 let logPath: string;
 let dbPath: string;
 const ISSUER_TIMEOUT_MS = 300;
+const buy = (pan: string, opts: Parameters<typeof purchase>[1] = {}) =>
+  purchase(pan, { zpkClear: zA.zpkClear, ...opts });
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'switch-'));
@@ -260,14 +119,14 @@ after(async () => {
 
 describe('switch over TCP', () => {
   test('the test MAC is X9.19 (cross-check of the HSM against the crypto package)', async () => {
-    const m = purchase(PAN_A);
+    const m = buy(PAN_A);
     await macAndPack(m, zA.zak);
     assert.equal(toHex(m.get(64) as Uint8Array), toHex(macX919(zA.zakClear, mabOf(m))));
   });
 
   test('purchase: routed by BIN, PIN translated to the issuer zone, field 33 set, MACs regenerated', async () => {
     iss1.received.length = 0;
-    const req = purchase(PAN_A);
+    const req = buy(PAN_A);
     const pinBlockIn = req.get(52) as Uint8Array;
     const resp = await send(acq, req, zA.zak);
     assert.equal(resp.mti, '0210');
@@ -292,19 +151,19 @@ describe('switch over TCP', () => {
   test('longest match: a PAN in the 8-digit range inside 622203 goes to bank-b', async () => {
     iss1.received.length = 0;
     iss2.received.length = 0;
-    const resp = await send(acq, purchase(PAN_B), zA.zak);
+    const resp = await send(acq, buy(PAN_B), zA.zak);
     assert.equal(resp.get(39), '00');
     assert.equal(iss1.received.length, 0);
     assert.equal(iss2.received.length, 1);
     assert.equal(decryptPinBlock(0, z2.zpkClear, iss2.received[0]!.msg.get(52) as Uint8Array, PAN_B), PIN);
     // One digit outside the range: the 6-digit prefix, bank-a.
-    const resp2 = await send(acq, purchase('6222031012345678'), zA.zak);
+    const resp2 = await send(acq, buy('6222031012345678'), zA.zak);
     assert.equal(resp2.get(39), '00');
     assert.equal(iss1.received.length, 1);
   });
 
   test('a request without a PIN block (balance inquiry) is forwarded as is', async () => {
-    const m = purchase(PAN_A, { pin: false });
+    const m = buy(PAN_A, { pin: false });
     m.set(3, '310000');
     const resp = await send(acq, m, zA.zak);
     assert.equal(resp.get(39), '00');
@@ -313,7 +172,7 @@ describe('switch over TCP', () => {
 
   test('unknown BIN: 14, MACed, nothing sent', async () => {
     const before = iss1.received.length + iss2.received.length;
-    const resp = await send(acq, purchase(PAN_UNKNOWN), zA.zak);
+    const resp = await send(acq, buy(PAN_UNKNOWN), zA.zak);
     assert.equal(resp.get(39), '14');
     assert.equal(resp.get(33), SWITCH_ID);
     assert.ok(await macOk(resp, zA.zak));
@@ -321,14 +180,14 @@ describe('switch over TCP', () => {
   });
 
   test('BIN known, issuer link not configured: 15', async () => {
-    const resp = await send(acq, purchase(PAN_UNCONFIGURED), zA.zak);
+    const resp = await send(acq, buy(PAN_UNCONFIGURED), zA.zak);
     assert.equal(resp.get(39), '15');
     assert.ok(await macOk(resp, zA.zak));
   });
 
   test('BIN known, issuer link configured but not connected: 15 at once', async () => {
     const t0 = Date.now();
-    const resp = await send(acq, purchase(PAN_DOWN), zA.zak);
+    const resp = await send(acq, buy(PAN_DOWN), zA.zak);
     assert.equal(resp.get(39), '15');
     assert.ok(Date.now() - t0 < ISSUER_TIMEOUT_MS, 'no wait: nothing was sent');
   });
@@ -337,7 +196,7 @@ describe('switch over TCP', () => {
     iss1.behaviour = 'silent';
     try {
       const t0 = Date.now();
-      const resp = await send(acq, purchase(PAN_A), zA.zak);
+      const resp = await send(acq, buy(PAN_A), zA.zak);
       const elapsed = Date.now() - t0;
       assert.equal(resp.get(39), '91');
       assert.ok(await macOk(resp, zA.zak));
@@ -353,7 +212,7 @@ describe('switch over TCP', () => {
   test('issuer answer whose MAC fails: treated as no answer, 91', async () => {
     iss1.behaviour = 'bad-mac';
     try {
-      const resp = await send(acq, purchase(PAN_A), zA.zak);
+      const resp = await send(acq, buy(PAN_A), zA.zak);
       assert.equal(resp.get(39), '91');
       assert.ok(await macOk(resp, zA.zak));
       const rows = await sw.inquire({ rrn: resp.get(37) as string });
@@ -367,7 +226,7 @@ describe('switch over TCP', () => {
   test('issuer answer that does not unpack: 91 (issuer_malformed) or timeout, never a crash', async () => {
     iss1.behaviour = 'garbage';
     try {
-      const resp = await send(acq, purchase(PAN_A), zA.zak);
+      const resp = await send(acq, buy(PAN_A), zA.zak);
       assert.equal(resp.get(39), '91');
     } finally {
       iss1.behaviour = 'approve';
@@ -376,7 +235,7 @@ describe('switch over TCP', () => {
 
   test("request MAC tampered: A0 under the acquirer's ZAK, nothing forwarded", async () => {
     const before = iss1.received.length;
-    const m = purchase(PAN_A);
+    const m = buy(PAN_A);
     const packed = await macAndPack(m, zA.zak);
     // Flip one bit of the amount (field 4) after the MAC was computed.
     const i = packed.indexOf(0x23); // "...012345": the BCD byte 0x23 of the amount
@@ -390,19 +249,19 @@ describe('switch over TCP', () => {
   });
 
   test('request without a MAC: A0', async () => {
-    const m = purchase(PAN_A);
+    const m = buy(PAN_A);
     const resp = unpack(spec, await acq.request(m.pack().slice(), 5000));
     assert.equal(resp.get(39), 'A0');
     assert.equal((await sw.inquire({ rrn: m.get(37) as string })).at(-1)!.outcome, 'mac_missing');
   });
 
   test('request MACed under another key than its acquirer: A0', async () => {
-    const resp = await send(acq, purchase(PAN_A), zB.zak);
+    const resp = await send(acq, buy(PAN_A), zB.zak);
     assert.equal(resp.get(39), 'A0');
   });
 
   test('unknown acquirer (field 32): A0 without a MAC', async () => {
-    const resp = await send(acq, purchase(PAN_A, { acquirer: '11111111' }), zA.zak);
+    const resp = await send(acq, buy(PAN_A, { acquirer: '11111111' }), zA.zak);
     assert.equal(resp.get(39), 'A0');
     assert.equal(resp.get(64), undefined);
   });
@@ -411,10 +270,10 @@ describe('switch over TCP', () => {
     const c = await FramedClient.connect({ host: '127.0.0.1', port: sw.port, framing, keyOf: acquirerKey });
     try {
       assert.equal(
-        (await send(c, purchase(PAN_A, { acquirer: ACQ_B, zpkClear: zB.zpkClear }), zB.zak)).get(39),
+        (await send(c, buy(PAN_A, { acquirer: ACQ_B, zpkClear: zB.zpkClear }), zB.zak)).get(39),
         '00',
       );
-      const r = await send(c, purchase(PAN_A), zA.zak);
+      const r = await send(c, buy(PAN_A), zA.zak);
       assert.equal(r.get(39), 'A0');
       assert.equal(r.get(64), undefined);
       assert.equal((await sw.inquire({ rrn: r.get(37) as string })).at(-1)!.outcome, 'acquirer_mismatch');
@@ -427,7 +286,7 @@ describe('switch over TCP', () => {
   });
 
   test('missing STAN (field 11): 30, MACed', async () => {
-    const m = purchase(PAN_A);
+    const m = buy(PAN_A);
     m.unset(11);
     const resp = await send(acq, m, zA.zak);
     assert.equal(resp.get(39), '30');
@@ -436,7 +295,7 @@ describe('switch over TCP', () => {
 
   test('a PIN block that does not decode under the acquirer ZPK: 30 (pin_invalid), not forwarded', async () => {
     const before = iss1.received.length;
-    const m = purchase(PAN_A);
+    const m = buy(PAN_A);
     m.set(52, tdesEncryptEcb(zA.zpkClear, fromHex('F41234FFFFFFFFFF'))); // control field F: no ISO format
     const resp = await send(acq, m, zA.zak);
     assert.equal(resp.get(39), '30');
@@ -446,7 +305,7 @@ describe('switch over TCP', () => {
 
   test('a reversal (0400, field 90) is routed by BIN and its MAC covers field 90', async () => {
     const stan = nextStan();
-    const m = purchase(PAN_A, { stan, pin: false });
+    const m = buy(PAN_A, { stan, pin: false });
     m.mti = '0400';
     m.set(39, '98');
     m.set(90, `0200${stan}1125103000${ACQ_A.padStart(11, '0')}${'0'.repeat(11)}`);
@@ -460,7 +319,7 @@ describe('switch over TCP', () => {
     assert.equal(fwd.msg.get(90), m.get(90));
 
     // Field 90 altered after the MAC: A0.
-    const m2 = purchase(PAN_A, { pin: false });
+    const m2 = buy(PAN_A, { pin: false });
     m2.mti = '0400';
     m2.set(90, `0200${stan}1125103000${ACQ_A.padStart(11, '0')}${'0'.repeat(11)}`);
     const packed = await macAndPack(m2, zA.zak);
@@ -479,7 +338,7 @@ describe('switch over TCP', () => {
     });
     try {
       await assert.rejects(c.request(new Uint8Array([0xff, 0xff, 0x00]), 200), { code: 'NET_TIMEOUT' });
-      assert.equal((await send(c, purchase(PAN_A), zA.zak)).get(39), '00');
+      assert.equal((await send(c, buy(PAN_A), zA.zak)).get(39), '00');
     } finally {
       await c.close();
     }
@@ -487,7 +346,7 @@ describe('switch over TCP', () => {
 
   test('journal: each request and answer by identity and by RRN, masked PAN, amount, route, codes, times', async () => {
     const stan = nextStan();
-    const m = purchase(PAN_B, { stan });
+    const m = buy(PAN_B, { stan });
     const resp = await send(acq, m, zA.zak);
     const byRrn = await sw.inquire({ rrn: m.get(37) as string });
     const byId = await sw.inquire({ acquirerId: ACQ_A, terminalId: 'T0000001', stan, localDate: '1125' });
@@ -518,7 +377,7 @@ describe('switch over TCP', () => {
   });
 
   test('no full PAN, PIN block or key in the log or the database', async () => {
-    const m = purchase(PAN_A);
+    const m = buy(PAN_A);
     const pinBlock = toHex(m.get(52) as Uint8Array);
     await send(acq, m, zA.zak);
     const translated = toHex(iss1.received.at(-1)!.msg.get(52) as Uint8Array);
