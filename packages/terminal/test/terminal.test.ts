@@ -150,6 +150,12 @@ describe('terminal against a cup-pos POSP', () => {
     assert.notDeepEqual(seen.field35Raw!.subarray(start, end), new Uint8Array(clearBcd.subarray(start, end)));
     assert.deepEqual(seen.field35Raw!.subarray(0, start), new Uint8Array(clearBcd.subarray(0, start)));
     assert.equal(await t.pendingReversal(), undefined);
+    const slips = t.slips(r);
+    assert.ok(slips.merchant.includes('卡号 CARD NO: 622202*********0123'));
+    assert.ok(slips.merchant.includes('金额 AMOUNT: RMB 123.45'));
+    assert.ok(slips.merchant.includes(`参考号 REF NO: ${r.rrn}`));
+    assert.ok(slips.cardholder.includes('持卡人存根 / CARDHOLDER COPY'));
+    assert.equal(slips.merchant.includes(PAN) || slips.cardholder.includes(PAN), false);
     assert.deepEqual(
       (await t.batchEntries()).map((e) => [e.type, e.amountMinor, e.stan]),
       [['purchase', 12345, r.stan]],
@@ -333,6 +339,7 @@ describe('terminal against a cup-pos POSP', () => {
     await t.close();
     const logs = logLines.join('');
     assert.ok(logs.includes('txn.result'));
+    if (process.env.SHOW_LOGS === '1') console.log(logs);
     const files = ['terminal.sqlite', 'terminal.sqlite-wal', 'pinpad.sealed']
       .map((f) => join(cfg.stateDir, f))
       .filter((f) => existsSync(f))
