@@ -87,7 +87,7 @@ export function describe(message: Iso8583Message, options?: DescribeOptions): st
   const lines = [`MTI  ${message.mti}  (spec ${message.spec.name})`];
   for (const id of message.fieldIds()) {
     const c = table[id];
-    const v = message.values[id]!;
+    const v = message.valueAt(id)!;
     if (c === undefined) {
       lines.push(`${String(id).padStart(4)}  ${'(not in spec)'.padEnd(40)} ${'*'.repeat(show(v).length)}`);
       continue;
@@ -112,7 +112,7 @@ export function toJson(message: Iso8583Message, options?: DescribeOptions): Mess
   const fields: MessageJson['fields'] = {};
   for (const id of message.fieldIds()) {
     const c = table[id];
-    const v = message.values[id]!;
+    const v = message.valueAt(id)!;
     if (c === undefined) {
       fields[id] = '*'.repeat(show(v).length);
       continue;

@@ -139,6 +139,24 @@ export function decodeEbcdic(bytes: Uint8Array, start: number, end: number, fiel
   return s;
 }
 
+/** `decodeEbcdic` into `out` at `o` (returns the index after the last character). */
+export function decodeEbcdicInto(
+  bytes: Uint8Array,
+  start: number,
+  end: number,
+  field: string,
+  out: Uint8Array,
+  o: number,
+): number {
+  for (let i = start; i < end; i++) {
+    const c = EBCDIC_TO_ASCII[bytes[i]!]!;
+    if (c < 0)
+      throw new Iso8583Error('ISO8583_ENCODING_INVALID', field, 'byte is not an EBCDIC (CP037) character', i);
+    out[o++] = c;
+  }
+  return o;
+}
+
 // ------------------------------------------------------------------------------------------------
 // Packed BCD. Two decimal digits per byte, high nibble first (ISO 8583:1987 clause 4.3, "n" packed).
 // Track data (type z) also allows nibble D, the field separator of ISO/IEC 7813 track 2 ('=' in ASCII).
@@ -254,6 +272,57 @@ export function decodeBcd(
     out[o++] = charOf(b >> 4, track, field, p);
   }
   return latin1Slice.call(out, 0, o);
+}
+
+/**
+ * `decodeBcd` into `out` at `o` (returns the index after the last character): the unpack hot path, which
+ * makes one string of all text fields at the end. Same checks, same errors, same offsets as decodeBcd.
+ */
+export function decodeBcdInto(
+  bytes: Uint8Array,
+  start: number,
+  digits: number,
+  field: string,
+  leftJustified: boolean,
+  track: boolean,
+  out: Uint8Array,
+  o: number,
+): number {
+  if (digits < 0) {
+    // Only a variable x+n field announced with length 0 gets here (no room for its sign): keep what
+    // decodeBcd makes of it.
+    const s = decodeBcd(bytes, start, digits, field, leftJustified, track);
+    for (let i = 0; i < s.length; i++) out[o++] = s.charCodeAt(i);
+    return o;
+  }
+  let p = start;
+  const odd = (digits & 1) === 1;
+  if (odd && !leftJustified) {
+    const b = bytes[p]!;
+    if (!isPadNibble(b >> 4)) throw badNibble(field, p);
+    out[o++] = charOf(b & 15, track, field, p);
+    p++;
+  }
+  const stop = p + (digits >> 1);
+  for (; p < stop; p++) {
+    const b = bytes[p]!;
+    const h = b >> 4;
+    const l = b & 15;
+    if (h < 10 && l < 10) {
+      out[o] = 48 + h;
+      out[o + 1] = 48 + l;
+    } else {
+      out[o] = charOf(h, track, field, p);
+      out[o + 1] = charOf(l, track, field, p);
+    }
+    o += 2;
+  }
+  if (odd && leftJustified) {
+    const b = bytes[p]!;
+    if (!isPadNibble(b & 15)) throw badNibble(field, p);
+    out[o++] = charOf(b >> 4, track, field, p);
+  }
+  return o;
 }
 
 /** A nibble as a character code: a digit, or D (13) in track data; anything else is ISO8583_BCD_INVALID. */

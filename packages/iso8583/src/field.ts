@@ -9,8 +9,8 @@
  */
 
 import {
-  decodeBcd,
-  decodeEbcdic,
+  decodeBcdInto,
+  decodeEbcdicInto,
   decodeHexAscii,
   decodeLatin1,
   encodeBcd,
@@ -37,6 +37,31 @@ const ENC_CODES: Record<string, number> = { ascii: 0, ebcdic: 1, bcd: 2, binary:
 const PAD_NONE = 0;
 const PAD_LEFT = 1;
 const PAD_RIGHT = 2;
+
+/** How `next` reads a field: a tight loop for the common layouts, else the general `read`. */
+const OP_GENERAL = 0;
+const OP_BCD = 1;
+const OP_ASCII = 2;
+const OP_BINARY = 3;
+
+/** Nibble -> its character: '0'..'9', and 'D' for the track 2 separator (13). */
+const NIBBLE_CHAR = Uint8Array.from('0123456789ABCDEF', (c) => c.charCodeAt(0));
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+/**
+ * Byte -> its two characters as one 16-bit unit in memory order (so a Uint16Array store writes both),
+ * or 0 when a nibble is not allowed: digits only (n), or digits and the separator D (z).
+ */
+const PAIRS_DIGITS = new Uint16Array(256);
+const PAIRS_TRACK = new Uint16Array(256);
+for (let v = 0; v < 256; v++) {
+  const h = v >> 4;
+  const l = v & 15;
+  const first = NIBBLE_CHAR[h]!;
+  const second = NIBBLE_CHAR[l]!;
+  const unit = LITTLE_ENDIAN ? first | (second << 8) : (first << 8) | second;
+  PAIRS_DIGITS[v] = h < 10 && l < 10 ? unit : 0;
+  PAIRS_TRACK[v] = (h < 10 || h === 13) && (l < 10 || l === 13) ? unit : 0;
+}
 
 /** Number of decimal digits in each variable-length prefix (ISO 8583:1987 clause 4.2: LL, LLL). */
 const PREFIX_DIGITS: Record<string, number> = { fixed: 0, LL: 2, LLL: 3, LLLL: 4 };
@@ -68,6 +93,12 @@ export class FieldCodec {
   private readonly numeric: boolean;
   private readonly padSide: number;
   private readonly padChar: string;
+  /** Wire bytes of a fixed field. */
+  private readonly fixedBytes: number;
+  /** Text read as ASCII/EBCDIC needs a character check (n, z, x+n). */
+  private readonly checked: boolean;
+  /** Which loop of `next` reads this field (OP_*). */
+  private readonly op: number;
 
   constructor(id: string, spec: FieldSpec) {
     this.id = id;
@@ -105,6 +136,19 @@ export class FieldCodec {
     const pad = spec.pad ?? defaultPad;
     this.padSide = pad === undefined ? PAD_NONE : pad.side === 'left' ? PAD_LEFT : PAD_RIGHT;
     this.padChar = pad?.char ?? '';
+    this.fixedBytes = this.fixed ? this.wireBytes(this.max) : 0;
+    this.checked = this.numeric || this.track || this.signed;
+    // Counted in characters (or fixed): the layouts of nearly every field. Others take the general read.
+    const plain = this.fixed || !this.unitBytes;
+    this.op = !plain
+      ? OP_GENERAL
+      : this.enc === ENC_BINARY
+        ? OP_BINARY
+        : this.enc === ENC_ASCII
+          ? OP_ASCII
+          : this.enc === ENC_BCD && !this.signed
+            ? OP_BCD
+            : OP_GENERAL;
     const sub = spec.subfields;
     this.sub =
       sub === undefined
@@ -247,106 +291,226 @@ export class FieldCodec {
     }
   }
 
-  private decodePrefix(r: Reader): number {
+  /** Read the length prefix at `pos` (bounds, digits and max checked). */
+  private readPrefix(b: Uint8Array, pos: number, end: number): number {
     const id = this.id;
-    r.need(this.prefixBytes, id, 'length prefix');
-    const b = r.bytes;
-    const start = r.pos;
+    const pb = this.prefixBytes;
+    if (pos + pb > end) throw truncated(id, 'length prefix', pb, pos, end);
     let n = 0;
     switch (this.prefixEnc) {
       case ENC_ASCII:
       case ENC_EBCDIC: {
         const base = this.prefixEnc === ENC_ASCII ? 48 : 0xf0;
-        for (let i = 0; i < this.digits; i++) {
-          const v = b[start + i]! - base;
+        for (let i = 0; i < pb; i++) {
+          const v = b[pos + i]! - base;
           if (v < 0 || v > 9)
             throw new Iso8583Error(
               'ISO8583_LENGTH_INVALID',
               id,
               'length prefix is not decimal digits',
-              start + i,
+              pos + i,
             );
           n = n * 10 + v;
         }
         break;
       }
       case ENC_BCD:
-        for (let i = 0; i < this.prefixBytes; i++) {
-          const v = b[start + i]!;
+        for (let i = 0; i < pb; i++) {
+          const v = b[pos + i]!;
           if (v >> 4 > 9 || (v & 15) > 9)
-            throw new Iso8583Error(
-              'ISO8583_LENGTH_INVALID',
-              id,
-              'length prefix is not BCD digits',
-              start + i,
-            );
+            throw new Iso8583Error('ISO8583_LENGTH_INVALID', id, 'length prefix is not BCD digits', pos + i);
           n = n * 100 + (v >> 4) * 10 + (v & 15);
         }
         break;
       default:
-        n = this.prefixBytes === 1 ? b[start]! : (b[start]! << 8) | b[start + 1]!;
+        n = pb === 1 ? b[pos]! : (b[pos]! << 8) | b[pos + 1]!;
     }
     if (n > this.max)
-      throw new Iso8583Error('ISO8583_LENGTH_EXCEEDED', id, `length ${n} exceeds max ${this.max}`, start);
-    r.pos = start + this.prefixBytes;
+      throw new Iso8583Error('ISO8583_LENGTH_EXCEEDED', id, `length ${n} exceeds max ${this.max}`, pos);
     return n;
   }
 
-  /** Read this field at `r.pos`, advance past it and return its value. */
-  decode(r: Reader): FieldValue {
+  /**
+   * `read`, with the common layouts (BCD digits or track data, ASCII text, binary; fixed or counted in
+   * characters) in tight loops. Any irregularity (a bad digit, a short input...) goes back to the start
+   * of the field and lets `read` handle it, so errors, offsets and values are `read`'s by construction.
+   */
+  next(cur: ReadCursor): FieldValue | null {
+    const op = this.op;
+    if (op === OP_GENERAL) return this.read(cur);
+    const b = cur.bytes;
+    const end = cur.end;
+    let p = cur.pos;
+    let n: number;
+    if (this.fixed) n = this.max;
+    else {
+      n = this.readPrefix(b, p, end); // its errors are read's
+      p += this.prefixBytes;
+    }
+    if (op === OP_BINARY) {
+      if (p + n > end) return this.read(cur);
+      cur.dataStart = p;
+      cur.pos = p + n;
+      return b.constructor === Uint8Array ? copyBytes(b, p, n) : b.slice(p, p + n);
+    }
+    const out = cur.chars;
+    let o = cur.cpos;
+    if (op === OP_ASCII) {
+      if (p + n > end) return this.read(cur);
+      if (n <= SMALL_DIGITS_MAX) {
+        // Up to 4 digits (any text type: the characters are the same): one of at most 11110 shared strings.
+        let v = 0;
+        let i = 0;
+        for (; i < n; i++) {
+          const d = b[p + i]! - 48;
+          if (d < 0 || d > 9) break;
+          v = v * 10 + d;
+        }
+        if (i === n) {
+          cur.dataStart = p;
+          cur.pos = p + n;
+          return smallDigits(n, v);
+        }
+      }
+      if (this.checked) {
+        if (this.signed) return this.read(cur);
+        const track = this.track;
+        for (let i = 0; i < n; i++) {
+          const c = b[p + i]!;
+          if ((c < 48 || c > 57) && !(track && (c === 61 || c === 68))) return this.read(cur);
+          out[o + i] = c;
+        }
+      } else for (let i = 0; i < n; i++) out[o + i] = b[p + i]!;
+      cur.dataStart = p;
+      cur.pos = p + n;
+      cur.cstart = o;
+      cur.cpos = o + n;
+      return null;
+    }
+    // OP_BCD: n digits in (n + 1) >> 1 bytes.
+    const nbytes = (n + 1) >> 1;
+    if (p + nbytes > end) return this.read(cur);
+    if (n <= SMALL_DIGITS_MAX && !this.track) {
+      const v = bcdSmall(b, p, n, this.leftJustified);
+      if (v < 0) return this.read(cur);
+      cur.dataStart = p;
+      cur.pos = p + nbytes;
+      return smallDigits(n, v);
+    }
+    const pairs = this.track ? PAIRS_TRACK : PAIRS_DIGITS;
+    const oddFirst = (n & 1) === 1 && !this.leftJustified;
+    // Two-character stores go to even indexes: skip one character when needed (it is never part of a value).
+    if (((o + (oddFirst ? 1 : 0)) & 1) === 1) o++;
+    const cstart = o;
+    let q = p;
+    let stop = p + nbytes;
+    if ((n & 1) === 1) {
+      if (this.leftJustified) {
+        // Last byte: a digit, then the pad nibble (0 or F).
+        stop--;
+        const v = b[stop]!;
+        const pad = v & 15;
+        if ((pad !== 0 && pad !== 15) || pairs[v & 0xf0]! === 0) return this.read(cur);
+      } else {
+        // First byte: the pad nibble, then a digit.
+        const v = b[q]!;
+        const pad = v >> 4;
+        if ((pad !== 0 && pad !== 15) || pairs[v & 15]! === 0) return this.read(cur);
+        out[o++] = NIBBLE_CHAR[v & 15]!;
+        q++;
+      }
+    }
+    const out16 = cur.chars16;
+    for (; q < stop; q++) {
+      const t = pairs[b[q]!]!;
+      if (t === 0) return this.read(cur);
+      out16[o >> 1] = t;
+      o += 2;
+    }
+    if ((n & 1) === 1 && this.leftJustified) out[o++] = NIBBLE_CHAR[b[stop]! >> 4]!;
+    cur.dataStart = p;
+    cur.pos = p + nbytes;
+    cur.cstart = cstart;
+    cur.cpos = o;
+    return null;
+  }
+
+  /**
+   * Read this field at `cur.pos`, check it completely (prefix, bounds, every character against the type)
+   * and advance past it. A `b` field returns its bytes (a copy); a text field returns null and leaves its
+   * characters in `cur.chars[start, cur.cpos)`, so that unpack makes one string for all text fields and
+   * cuts the values out of it (one native call per message instead of one per field).
+   */
+  read(cur: ReadCursor): Uint8Array | null {
     const id = this.id;
+    const b = cur.bytes;
+    const end = cur.end;
+    let pos = cur.pos;
     let chars: number;
     let nbytes: number;
     if (this.fixed) {
       chars = this.max;
-      nbytes = this.wireBytes(chars);
+      nbytes = this.fixedBytes;
     } else {
-      const prefixAt = r.pos;
-      const n = this.decodePrefix(r);
+      const prefixAt = pos;
+      const n = this.readPrefix(b, pos, end);
+      pos += this.prefixBytes;
       if (!this.unitBytes) {
         chars = n;
         nbytes = this.wireBytes(n);
       } else {
         nbytes = n;
-        chars = this.charsFromBytes(r, n, prefixAt);
+        chars = this.charsFromBytes(b, pos, end, n, prefixAt);
       }
     }
-    r.need(nbytes, id, 'field data');
-    const b = r.bytes;
-    const start = r.pos;
-    r.dataStart = start;
-    r.pos = start + nbytes;
+    if (pos + nbytes > end) throw truncated(id, 'field data', nbytes, pos, end);
+    cur.dataStart = pos;
+    cur.pos = pos + nbytes;
+    const out = cur.chars;
+    const from = cur.cpos;
+    cur.cstart = from;
     switch (this.enc) {
       case ENC_BINARY:
-        return b.slice(start, start + nbytes);
+        // A plain Uint8Array input gets a plain copy; other inputs keep their own slice() (Buffer: a view).
+        return b.constructor === Uint8Array ? copyBytes(b, pos, nbytes) : b.slice(pos, pos + nbytes);
       case ENC_HEX:
-        return decodeHexAscii(b, start, chars, id);
-      case ENC_BCD: {
+        return decodeHexAscii(b, pos, chars, id);
+      case ENC_BCD:
         if (this.signed) {
-          const sign = b[start]!;
+          const sign = b[pos]!;
           if (sign !== 67 && sign !== 68)
-            throw new Iso8583Error('ISO8583_VALUE_INVALID', id, 'amount sign is not C or D', start);
-          return (
-            (sign === 67 ? 'C' : 'D') + decodeBcd(b, start + 1, chars - 1, id, this.leftJustified, false)
-          );
+            throw new Iso8583Error('ISO8583_VALUE_INVALID', id, 'amount sign is not C or D', pos);
+          out[from] = sign;
+          cur.cpos = decodeBcdInto(b, pos + 1, chars - 1, id, this.leftJustified, false, out, from + 1);
+        } else {
+          cur.cpos = decodeBcdInto(b, pos, chars, id, this.leftJustified, this.track, out, from);
         }
-        return decodeBcd(b, start, chars, id, this.leftJustified, this.track);
-      }
-      case ENC_EBCDIC: {
-        const s = decodeEbcdic(b, start, start + nbytes, id);
-        this.checkDecodedText(s, start);
-        return s;
-      }
+        return null;
+      case ENC_EBCDIC:
+        cur.cpos = decodeEbcdicInto(b, pos, pos + nbytes, id, out, from);
+        this.checkChars(out, from, cur.cpos, pos);
+        return null;
       default: {
-        const s = decodeLatin1(b, start, start + nbytes);
-        this.checkDecodedText(s, start);
-        return s;
+        for (let i = 0; i < nbytes; i++) out[from + i] = b[pos + i]!;
+        cur.cpos = from + nbytes;
+        if (this.checked) this.checkChars(out, from, from + nbytes, pos);
+        return null;
       }
     }
   }
 
+  /** Read this field at `r.pos`, advance past it and return its value. */
+  decode(r: Reader): FieldValue {
+    const cur = standalone;
+    cur.reset(r.bytes, r.pos, r.end);
+    const v = this.read(cur);
+    r.pos = cur.pos;
+    r.dataStart = cur.dataStart;
+    return v ?? decodeLatin1(cur.chars, cur.cstart, cur.cpos);
+  }
+
   /** With `unit: bytes`, the character count follows from the byte count (and, for BCD, a trailing F pad). */
-  private charsFromBytes(r: Reader, n: number, prefixAt: number): number {
+  private charsFromBytes(b: Uint8Array, pos: number, end: number, n: number, prefixAt: number): number {
     switch (this.enc) {
       case ENC_HEX:
         if ((n & 1) === 1)
@@ -369,9 +533,9 @@ export class FieldCodec {
           return 1 + 2 * (n - 1);
         }
         if (n === 0) return 0;
-        r.need(n, this.id, 'field data');
+        if (pos + n > end) throw truncated(this.id, 'field data', n, pos, end);
         // An F pad nibble on the justified-away side marks an odd digit count; a 0 pad is ambiguous and kept.
-        const edge = this.leftJustified ? r.bytes[r.pos + n - 1]! & 15 : r.bytes[r.pos]! >> 4;
+        const edge = this.leftJustified ? b[pos + n - 1]! & 15 : b[pos]! >> 4;
         return edge === 15 ? 2 * n - 1 : 2 * n;
       }
       default:
@@ -379,30 +543,139 @@ export class FieldCodec {
     }
   }
 
-  private checkDecodedText(s: string, start: number): void {
+  /** Type checks of characters read as text (`out[from, to)`, read from byte `start`): n, z and x+n. */
+  private checkChars(out: Uint8Array, from: number, to: number, start: number): void {
     if (this.numeric || this.track) {
-      for (let i = 0; i < s.length; i++) {
-        const c = s.charCodeAt(i);
-        if ((c < 48 || c > 57) && !(this.track && (c === 61 || c === 68)))
+      const track = this.track;
+      for (let i = from; i < to; i++) {
+        const c = out[i]!;
+        if ((c < 48 || c > 57) && !(track && (c === 61 || c === 68)))
           throw new Iso8583Error(
             'ISO8583_VALUE_INVALID',
             this.id,
-            this.track ? 'byte is not a digit or the separator D/=' : 'byte is not a digit',
-            start + i,
+            track ? 'byte is not a digit or the separator D/=' : 'byte is not a digit',
+            start + i - from,
           );
       }
     } else if (this.signed) {
-      const c = s.charCodeAt(0);
+      const c = from < to ? out[from]! : -1;
       if (c !== 67 && c !== 68)
         throw new Iso8583Error('ISO8583_VALUE_INVALID', this.id, 'amount sign is not C or D', start);
-      for (let i = 1; i < s.length; i++) {
-        const d = s.charCodeAt(i);
+      for (let i = from + 1; i < to; i++) {
+        const d = out[i]!;
         if (d < 48 || d > 57)
-          throw new Iso8583Error('ISO8583_VALUE_INVALID', this.id, 'byte is not a digit', start + i);
+          throw new Iso8583Error('ISO8583_VALUE_INVALID', this.id, 'byte is not a digit', start + i - from);
       }
     }
   }
 }
+
+/** ISO8583_TRUNCATED: `n` bytes needed at `pos`, the input ends at `end`. */
+function truncated(field: string, what: string, n: number, pos: number, end: number): Iso8583Error {
+  return new Iso8583Error('ISO8583_TRUNCATED', field, `${what} needs ${n} bytes, ${end - pos} remain`, pos);
+}
+
+/** Values of up to this many digits come from `smallDigits`. */
+const SMALL_DIGITS_MAX = 4;
+/** By digit count, the strings "", "0".."9", "00".."99", ... "0000".."9999", made on first use. */
+const SMALL: (string | undefined)[][] = [
+  [''],
+  new Array(10),
+  new Array(100),
+  new Array(1000),
+  new Array(10000),
+];
+
+/**
+ * The `n`-digit string of `v` (zero-padded). Short numeric fields (dates, expiry, entry mode, condition
+ * code, currency) are one of few values: sharing them spares a string per field per message.
+ */
+function smallDigits(n: number, v: number): string {
+  const table = SMALL[n]!;
+  let s = table[v];
+  if (s === undefined) {
+    s = String(v).padStart(n, '0');
+    table[v] = s;
+  }
+  return s;
+}
+
+/**
+ * The value of `n` (1..4) BCD digits at `p` as a number, or -1 when a nibble is not a digit or the pad
+ * nibble (odd counts) is not 0 or F: `read` then says which.
+ */
+function bcdSmall(b: Uint8Array, p: number, n: number, leftJustified: boolean): number {
+  let v = 0;
+  let q = p;
+  let k = n;
+  if ((n & 1) === 1 && !leftJustified) {
+    const x = b[q++]!;
+    const pad = x >> 4;
+    if ((pad !== 0 && pad !== 15) || (x & 15) > 9) return -1;
+    v = x & 15;
+    k--;
+  }
+  for (; k >= 2; k -= 2) {
+    const x = b[q++]!;
+    const h = x >> 4;
+    const l = x & 15;
+    if (h > 9 || l > 9) return -1;
+    v = v * 100 + h * 10 + l;
+  }
+  if (k === 1) {
+    const x = b[q]!;
+    const pad = x & 15;
+    if ((pad !== 0 && pad !== 15) || x >> 4 > 9) return -1;
+    v = v * 10 + (x >> 4);
+  }
+  return v;
+}
+
+/** A fresh Uint8Array holding bytes [pos, pos + n) (a loop beats slice() for the short values of ISO 8583). */
+function copyBytes(b: Uint8Array, pos: number, n: number): Uint8Array {
+  if (n > 64) return b.slice(pos, pos + n);
+  const v = new Uint8Array(n);
+  for (let i = 0; i < n; i++) v[i] = b[pos + i]!;
+  return v;
+}
+
+/**
+ * The read position and the decoded characters of an unpack in progress. Unpacking never yields, so one
+ * cursor serves every call (`reset` starts a new input).
+ */
+export class ReadCursor {
+  bytes: Uint8Array = new Uint8Array(0);
+  /** Read position in `bytes`; `end` bounds every read. */
+  pos = 0;
+  end = 0;
+  /** Where the data (after any length prefix) of the last field read starts. */
+  dataStart = 0;
+  /** Characters of text fields, one field after the other; `cpos` is the next free index. */
+  chars: Uint8Array = new Uint8Array(1024);
+  /** The same memory in 16-bit units (two BCD characters per store). */
+  chars16: Uint16Array = new Uint16Array(this.chars.buffer);
+  cpos = 0;
+  /** Where the characters of the last text field read start (they end at `cpos`). */
+  cstart = 0;
+
+  reset(bytes: Uint8Array, pos: number, end: number): void {
+    this.bytes = bytes;
+    this.pos = pos;
+    this.end = end;
+    this.dataStart = pos;
+    this.cpos = 0;
+    this.cstart = 0;
+    // A byte gives at most 2 characters (BCD), plus one alignment gap per field: three times always fits.
+    const need = 3 * (end - pos) + 8;
+    if (this.chars.length < need) {
+      this.chars = new Uint8Array(need + (need & 1));
+      this.chars16 = new Uint16Array(this.chars.buffer);
+    }
+  }
+}
+
+/** The cursor of `FieldCodec.decode` (one field at a time, outside unpack). */
+const standalone = new ReadCursor();
 
 /** x+n: `C` or `D` then digits (ISO 8583:1987 clause 4.1, attribute "x+n"). */
 function checkSigned(s: string, id: string): void {

@@ -8,9 +8,10 @@
 
 import { inspect } from 'node:util';
 import { describe as describeMessage, fromJson, toJson } from './describe.js';
-import { bytesToHex, decodeEbcdic, decodeLatin1, Reader, Writer } from './encoding.js';
+import { markAsUntransferable } from 'node:worker_threads';
+import { bytesToHex, decodeEbcdic, decodeLatin1, Writer } from './encoding.js';
 import { Iso8583Error } from './errors.js';
-import { FieldCodec, type FieldValue } from './field.js';
+import { FieldCodec, type FieldValue, ReadCursor } from './field.js';
 import { DEFAULT_ECHO_FIELDS, type MessageSpec, validateSpec } from './spec.js';
 import { normalizeTag, type PositionalCodec, type TlvCodec } from './subfields.js';
 
@@ -72,28 +73,51 @@ export function compileSpec(spec: unknown): CompiledSpec {
   return new CompiledSpec(validateSpec(spec));
 }
 
-const MTI_RE = /^[0-9]{4}$/;
+function badMti(): Iso8583Error {
+  return new Iso8583Error('ISO8583_MTI_INVALID', 'mti', 'must be 4 decimal digits');
+}
+
+/** True when `s` is 4 ASCII digits (a loop: this runs for every message built and packed). */
+function isMti(s: string): boolean {
+  if (s.length !== 4) return false;
+  for (let i = 0; i < 4; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return true;
+}
 
 function checkMti(mti: unknown): string {
-  if (typeof mti !== 'string' || !MTI_RE.test(mti))
-    throw new Iso8583Error('ISO8583_MTI_INVALID', 'mti', 'must be 4 decimal digits');
+  if (typeof mti !== 'string' || !isMti(mti)) throw badMti();
   return mti;
+}
+
+/**
+ * The field number of a plain field path (`"35"`, `35`), or -1 when `path` is anything else (a subfield
+ * path, or not a field id at all: parsePath then says what is wrong). No regex, no allocation: get and
+ * set run this for every field a caller touches.
+ */
+function plainFieldId(path: string | number): number {
+  if (typeof path !== 'string')
+    return Number.isInteger(path) && (path as number) >= 2 && (path as number) <= 128 ? (path as number) : -1;
+  const n = path.length;
+  const d0 = path.charCodeAt(0) - 48;
+  if (n === 1) return d0 >= 2 && d0 <= 9 ? d0 : -1;
+  if (d0 < 1 || d0 > 9) return -1;
+  const d1 = path.charCodeAt(1) - 48;
+  if (d1 < 0 || d1 > 9) return -1;
+  if (n === 2) return d0 * 10 + d1;
+  if (n !== 3) return -1;
+  const d2 = path.charCodeAt(2) - 48;
+  if (d2 < 0 || d2 > 9) return -1;
+  const id = d0 * 100 + d1 * 10 + d2;
+  return id <= 128 ? id : -1;
 }
 
 /** A field path: `"35"`, `"60.2"`, `"55.9F26"` (or a field number). */
 function parsePath(path: string | number): { id: number; sub: string | undefined; text: string } {
-  if (typeof path === 'number') {
-    if (Number.isInteger(path) && path >= 2 && path <= 128)
-      return { id: path, sub: undefined, text: String(path) };
-  } else if (path.length <= 3) {
-    // Fast path for plain field ids ("2".."128"): no regex, no slicing.
-    let id = 0;
-    for (let i = 0; i < path.length; i++) {
-      const d = path.charCodeAt(i) - 48;
-      id = d >= 0 && d <= 9 && !(i === 0 && d === 0) ? id * 10 + d : -1e9;
-    }
-    if (id >= 2 && id <= 128) return { id, sub: undefined, text: path };
-  }
+  const plain = plainFieldId(path);
+  if (plain > 0) return { id: plain, sub: undefined, text: String(path) };
   const text = String(path);
   const dot = text.indexOf('.');
   const head = dot < 0 ? text : text.slice(0, dot);
@@ -103,21 +127,50 @@ function parsePath(path: string | number): { id: number; sub: string | undefined
   return { id, sub: dot < 0 ? undefined : text.slice(dot + 1), text };
 }
 
+/** Number of bits set in a 32-bit word. */
+function popcount(x: number): number {
+  let v = x - ((x >>> 1) & 0x55555555);
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
+}
+
+/** Shared by every message that has no field yet; replaced by its own array at the first set. */
+const NO_VALUES: FieldValue[] = [];
+
 /**
  * An ISO 8583 message bound to a spec. Values are strings for text fields and Uint8Array for `b` fields.
  * `toString`, `toJSON` and `util.inspect` show the masked `describe` view, so logging a message never
  * prints card data.
+ *
+ * Storage: which fields are present is a 128-bit set laid out as the wire bitmap (bit n-1 for field n,
+ * most significant bit first, in four 32-bit words), and the values of the present fields sit in one
+ * dense array in field order; field n's value is at the count of present fields below n. Unpack fills
+ * both straight from the bitmap it read, and pack writes the bitmap from the words and the fields in
+ * array order, with no 129-slot array per message. `values` still gives that array: asking for it
+ * turns the message into a plain 129-slot store for good (writes to it are then what get and pack see).
  */
 export class Iso8583Message {
   readonly spec: CompiledSpec;
-  /** Field values indexed by field number; index 0 and 1 unused. Prefer get/set. */
-  readonly values: (FieldValue | undefined)[];
   private mtiValue: string;
+  /** The codec table of this spec and MTI (overrides applied), kept with the MTI. */
+  private table: Table;
+  private w0 = 0;
+  private w1 = 0;
+  private w2 = 0;
+  private w3 = 0;
+  /** Present fields before word 1, 2 and 3 (where each word's values start in `dense`). */
+  private n1 = 0;
+  private n2 = 0;
+  private n3 = 0;
+  /** Values of the present fields in ascending field number order. */
+  private dense: FieldValue[] = NO_VALUES;
+  /** The 129-slot array, once `values` has been asked for; from then on the only store. */
+  private slots: (FieldValue | undefined)[] | undefined = undefined;
 
   constructor(spec: CompiledSpec, mti: string, fields?: Record<string, FieldValue>) {
     this.spec = spec;
     this.mtiValue = checkMti(mti);
-    this.values = new Array(129).fill(undefined);
+    this.table = spec.fieldsFor(mti);
     if (fields) for (const k in fields) this.set(k, fields[k]!);
   }
 
@@ -127,19 +180,116 @@ export class Iso8583Message {
 
   set mti(mti: string) {
     this.mtiValue = checkMti(mti);
+    this.table = this.spec.fieldsFor(mti);
+  }
+
+  /**
+   * Field values indexed by field number; index 0 and 1 unused. Prefer get/set. Writing to this array
+   * sets fields without checks (what pack then refuses is refused there).
+   */
+  get values(): (FieldValue | undefined)[] {
+    if (this.slots !== undefined) return this.slots;
+    const slots: (FieldValue | undefined)[] = new Array(129).fill(undefined);
+    const dense = this.dense;
+    let k = 0;
+    for (let w = 0; w < 4; w++) {
+      let word = w === 0 ? this.w0 : w === 1 ? this.w1 : w === 2 ? this.w2 : this.w3;
+      while (word !== 0) {
+        const j = Math.clz32(word);
+        slots[32 * w + j + 1] = dense[k++];
+        word &= ~(0x80000000 >>> j);
+      }
+    }
+    this.w0 = this.w1 = this.w2 = this.w3 = 0;
+    this.n1 = this.n2 = this.n3 = 0;
+    this.dense = NO_VALUES;
+    this.slots = slots;
+    return slots;
   }
 
   /** @internal unpack sets the MTI it has already checked. */
   static fromUnpacked(spec: CompiledSpec, mti: string): Iso8583Message {
-    const m = Object.create(Iso8583Message.prototype) as Iso8583Message;
-    (m as { spec: CompiledSpec }).spec = spec;
-    (m as unknown as { mtiValue: string }).mtiValue = mti;
-    (m as { values: (FieldValue | undefined)[] }).values = new Array(129).fill(undefined);
+    return new Iso8583Message(spec, mti);
+  }
+
+  /** @internal The message unpack assembled: its bitmap words and the values in field order. */
+  static fromParts(
+    spec: CompiledSpec,
+    mti: string,
+    w0: number,
+    w1: number,
+    w2: number,
+    w3: number,
+    dense: FieldValue[],
+  ): Iso8583Message {
+    const m = new Iso8583Message(spec, mti);
+    m.w0 = w0;
+    m.w1 = w1;
+    m.w2 = w2;
+    m.w3 = w3;
+    m.countWords();
+    m.dense = dense;
     return m;
   }
 
+  private countWords(): void {
+    this.n1 = popcount(this.w0);
+    this.n2 = this.n1 + popcount(this.w1);
+    this.n3 = this.n2 + popcount(this.w2);
+  }
+
+  /** @internal The value of field `id` (2..128) whatever the spec says, or undefined. */
+  valueAt(id: number): FieldValue | undefined {
+    if (this.slots !== undefined) return this.slots[id];
+    const k = id - 1;
+    const w = k >> 5;
+    const j = k & 31;
+    const word = w === 0 ? this.w0 : w === 1 ? this.w1 : w === 2 ? this.w2 : this.w3;
+    if ((word & (0x80000000 >>> j)) === 0) return undefined;
+    const base = w === 0 ? 0 : w === 1 ? this.n1 : w === 2 ? this.n2 : this.n3;
+    // The fields before this one in its word: the bits above its own.
+    return this.dense[base + popcount(word & ~(-1 >>> j))];
+  }
+
+  /** @internal Store (or with undefined, remove) the value of field `id` (2..128), unchecked. */
+  putValue(id: number, value: FieldValue | undefined): void {
+    const slots = this.slots;
+    if (slots !== undefined) {
+      slots[id] = value;
+      return;
+    }
+    const k = id - 1;
+    const w = k >> 5;
+    const j = k & 31;
+    const bit = 0x80000000 >>> j;
+    const word = w === 0 ? this.w0 : w === 1 ? this.w1 : w === 2 ? this.w2 : this.w3;
+    const rank =
+      (w === 0 ? 0 : w === 1 ? this.n1 : w === 2 ? this.n2 : this.n3) + popcount(word & ~(-1 >>> j));
+    if ((word & bit) !== 0) {
+      if (value !== undefined) this.dense[rank] = value;
+      else {
+        this.dense.splice(rank, 1);
+        this.setWord(w, word & ~bit);
+      }
+      return;
+    }
+    if (value === undefined) return;
+    if (this.dense === NO_VALUES) this.dense = [];
+    if (rank === this.dense.length) this.dense.push(value);
+    else this.dense.splice(rank, 0, value);
+    this.setWord(w, word | bit);
+  }
+
+  private setWord(w: number, word: number): void {
+    if (w === 0) this.w0 = word;
+    else if (w === 1) this.w1 = word;
+    else if (w === 2) this.w2 = word;
+    else this.w3 = word;
+    this.countWords();
+  }
+
   private codec(id: number, path: string): FieldCodec {
-    const c = this.spec.fieldsFor(this.mtiValue)[id];
+    const c = this.table[id];
     if (c === undefined)
       throw new Iso8583Error(
         'ISO8583_FIELD_UNKNOWN',
@@ -157,13 +307,20 @@ export class Iso8583Message {
 
   /** The value of a field or subfield, or undefined when absent. */
   get(path: string | number): FieldValue | undefined {
+    const plain = plainFieldId(path);
+    if (plain > 0 && this.table[plain] !== undefined) return this.valueAt(plain);
+    return this.getPath(path);
+  }
+
+  /** `get` of a subfield path, or of a field the spec lacks (an error). */
+  private getPath(path: string | number): FieldValue | undefined {
     const { id, sub, text } = parsePath(path);
     if (sub === undefined) {
-      if (this.spec.fieldsFor(this.mtiValue)[id] === undefined) this.codec(id, text);
-      return this.values[id];
+      if (this.table[id] === undefined) this.codec(id, text);
+      return this.valueAt(id);
     }
     const sc = this.subCodec(this.codec(id, text), text);
-    const v = this.values[id];
+    const v = this.valueAt(id);
     if (sc.kind === 'positional') {
       const i = sc.indexOf(sub);
       if (i < 0)
@@ -183,19 +340,20 @@ export class Iso8583Message {
 
   /** Set a field or subfield. The kind of value is checked now (string or bytes); the rest when packing. */
   set(path: string | number, value: FieldValue): this {
-    const { id, sub, text } = parsePath(path);
-    const c = this.codec(id, text);
+    const plain = plainFieldId(path);
+    const { id, sub, text } = plain > 0 ? { id: plain, sub: undefined, text: undefined } : parsePath(path);
+    const c = this.table[id] ?? this.codec(id, text ?? String(path));
     if (sub === undefined) {
       if (c.binary ? !(value instanceof Uint8Array) : typeof value !== 'string')
         throw new Iso8583Error(
           'ISO8583_VALUE_INVALID',
-          text,
+          text ?? String(path),
           c.binary ? 'a b field takes bytes (Uint8Array)' : `a ${c.type} field takes a string`,
         );
-      this.values[id] = value;
+      this.putValue(id, value);
       return this;
     }
-    this.setSub(c, id, sub, text, value);
+    this.setSub(c, id, sub, text!, value);
     return this;
   }
 
@@ -203,14 +361,14 @@ export class Iso8583Message {
   unset(path: string | number): this {
     const { id, sub, text } = parsePath(path);
     const c = this.codec(id, text);
-    if (sub === undefined) this.values[id] = undefined;
+    if (sub === undefined) this.putValue(id, undefined);
     else this.setSub(c, id, sub, text, undefined);
     return this;
   }
 
   private setSub(c: FieldCodec, id: number, sub: string, text: string, value: FieldValue | undefined): void {
     const sc = this.subCodec(c, text);
-    const cur = this.values[id];
+    const cur = this.valueAt(id);
     if (sc.kind === 'positional') {
       const i = sc.indexOf(sub);
       if (i < 0)
@@ -218,7 +376,7 @@ export class Iso8583Message {
       const parts = cur === undefined ? new Array(sc.parts.length).fill(undefined) : sc.split(cur);
       parts[i] = value;
       const joined = sc.join(parts, c.fixed && parts.some((p) => p !== undefined));
-      this.values[id] = joined.length === 0 ? undefined : joined;
+      this.putValue(id, joined.length === 0 ? undefined : joined);
       return;
     }
     const tag = normalizeTag(sub);
@@ -232,24 +390,83 @@ export class Iso8583Message {
       if (at >= 0) items.splice(at, 1);
     } else if (at >= 0) items[at] = { tag, value };
     else items.push({ tag, value });
-    this.values[id] = items.length === 0 ? undefined : sc.build(items);
+    this.putValue(id, items.length === 0 ? undefined : sc.build(items));
   }
 
   /** Field numbers present, ascending. */
   fieldIds(): number[] {
     const out: number[] = [];
-    for (let i = 2; i <= 128; i++) if (this.values[i] !== undefined) out.push(i);
+    const slots = this.slots;
+    if (slots !== undefined) {
+      for (let i = 2; i <= 128; i++) if (slots[i] !== undefined) out.push(i);
+      return out;
+    }
+    for (let w = 0; w < 4; w++) {
+      let word = w === 0 ? this.w0 : w === 1 ? this.w1 : w === 2 ? this.w2 : this.w3;
+      while (word !== 0) {
+        const j = Math.clz32(word);
+        out.push(32 * w + j + 1);
+        word &= ~(0x80000000 >>> j);
+      }
+    }
     return out;
   }
 
   /** A deep copy (byte values are copied). */
   clone(): Iso8583Message {
-    const m = Iso8583Message.fromUnpacked(this.spec, this.mtiValue);
-    for (let i = 2; i <= 128; i++) {
-      const v = this.values[i];
-      m.values[i] = v instanceof Uint8Array ? v.slice() : v;
+    const m = new Iso8583Message(this.spec, this.mtiValue);
+    const slots = this.slots;
+    if (slots !== undefined) {
+      for (let i = 2; i <= 128; i++) {
+        const v = slots[i];
+        if (v !== undefined) m.putValue(i, v instanceof Uint8Array ? v.slice() : v);
+      }
+      return m;
     }
+    m.w0 = this.w0;
+    m.w1 = this.w1;
+    m.w2 = this.w2;
+    m.w3 = this.w3;
+    m.countWords();
+    m.dense = this.dense.map((v) => (v instanceof Uint8Array ? v.slice() : v));
     return m;
+  }
+
+  /**
+   * @internal Write the bitmap(s) and the fields to `w` under `table` (pack): unknown fields are refused
+   * (the lowest first) before anything is encoded.
+   */
+  writeFields(spec: CompiledSpec, table: Table, w: Writer): void {
+    if (this.slots !== undefined) {
+      writeSlots(spec, table, this.slots, w);
+      return;
+    }
+    const w0 = this.w0;
+    const w1 = this.w1;
+    const w2 = this.w2;
+    const w3 = this.w3;
+    for (let k = 0; k < 4; k++) {
+      let word = k === 0 ? w0 : k === 1 ? w1 : k === 2 ? w2 : w3;
+      while (word !== 0) {
+        const j = Math.clz32(word);
+        const id = 32 * k + j + 1;
+        if (table[id] === undefined) throw notInSpec(spec, id);
+        word &= ~(0x80000000 >>> j);
+      }
+    }
+    // Bit 1 announces the secondary bitmap (ISO 8583:1987 clause 4.3.2).
+    const secondary = (w2 | w3) !== 0;
+    writeBitmapWords(spec, secondary ? w0 | 0x80000000 : w0, w1, w2, w3, secondary, w);
+    const dense = this.dense;
+    let i = 0;
+    for (let k = 0; k < 4; k++) {
+      let word = k === 0 ? w0 : k === 1 ? w1 : k === 2 ? w2 : w3;
+      while (word !== 0) {
+        const j = Math.clz32(word);
+        table[32 * k + j + 1]!.encode(dense[i++]!, w);
+        word &= ~(0x80000000 >>> j);
+      }
+    }
   }
 
   /** Pack under this message's spec, or another one (to translate between dialects). */
@@ -278,8 +495,15 @@ export class Iso8583Message {
 
 /** Reused output buffer: packing never yields, so one shared writer is safe and avoids a new buffer per call. */
 const writer = new Writer(2048);
-const bitmapScratch = new Uint8Array(16);
 const HEX_DIGITS = '0123456789ABCDEF';
+
+function notInSpec(spec: CompiledSpec, id: number): Iso8583Error {
+  return new Iso8583Error(
+    'ISO8583_FIELD_UNKNOWN',
+    String(id),
+    `spec ${spec.name} does not define this field`,
+  );
+}
 
 function writeMti(spec: CompiledSpec, mti: string, w: Writer): void {
   checkMti(mti);
@@ -294,46 +518,93 @@ function writeMti(spec: CompiledSpec, mti: string, w: Writer): void {
   }
 }
 
+/** One 32-bit word of a bitmap as 4 bytes, or as 8 hex characters. */
+function writeBitmapWord(word: number, hex: boolean, w: Writer): void {
+  const b = w.buf;
+  if (!hex) {
+    b[w.pos++] = word >>> 24;
+    b[w.pos++] = (word >>> 16) & 255;
+    b[w.pos++] = (word >>> 8) & 255;
+    b[w.pos++] = word & 255;
+    return;
+  }
+  for (let s = 28; s >= 0; s -= 4) b[w.pos++] = HEX_DIGITS.charCodeAt((word >>> s) & 15);
+}
+
+/** The primary bitmap, and the secondary one when `secondary` (ISO 8583:1987 clause 4.3.2). */
+function writeBitmapWords(
+  spec: CompiledSpec,
+  w0: number,
+  w1: number,
+  w2: number,
+  w3: number,
+  secondary: boolean,
+  w: Writer,
+): void {
+  const hex = spec.bitmapHex;
+  w.ensure((secondary ? 16 : 8) * (hex ? 2 : 1));
+  writeBitmapWord(w0, hex, w);
+  writeBitmapWord(w1, hex, w);
+  if (!secondary) return;
+  writeBitmapWord(w2, hex, w);
+  writeBitmapWord(w3, hex, w);
+}
+
+/** Pack from a 129-slot `values` array (a message whose `values` was asked for). */
+function writeSlots(spec: CompiledSpec, table: Table, values: (FieldValue | undefined)[], w: Writer): void {
+  const words = [0, 0, 0, 0];
+  for (let i = 2; i <= 128; i++) {
+    if (values[i] === undefined) continue;
+    if (table[i] === undefined) throw notInSpec(spec, i);
+    words[(i - 1) >> 5]! |= 0x80000000 >>> ((i - 1) & 31);
+  }
+  const secondary = (words[2]! | words[3]!) !== 0;
+  if (secondary) words[0]! |= 0x80000000;
+  writeBitmapWords(spec, words[0]!, words[1]!, words[2]!, words[3]!, secondary, w);
+  for (let i = 2; i <= 128; i++) {
+    const v = values[i];
+    if (v !== undefined) table[i]!.encode(v, w);
+  }
+}
+
+/**
+ * Output memory: packed messages are views into shared 8 KiB slabs (as Node's Buffer pool), because a
+ * fresh ArrayBuffer per message costs more than the whole rest of packing. Slabs cannot be transferred
+ * to a worker (that would detach every other message in them); each view is its own exact length.
+ */
+const SLAB_BYTES = 8192;
+let slab = newSlab();
+let slabUsed = 0;
+
+function newSlab(): ArrayBuffer {
+  const ab = new ArrayBuffer(SLAB_BYTES);
+  markAsUntransferable(ab);
+  return ab;
+}
+
+/** A copy of what `w` holds, in its own Uint8Array. */
+function takeOutput(w: Writer): Uint8Array {
+  const n = w.pos;
+  if (n > SLAB_BYTES >> 2) return w.buf.slice(0, n);
+  if (slabUsed + n > SLAB_BYTES) {
+    slab = newSlab();
+    slabUsed = 0;
+  }
+  const out = new Uint8Array(slab, slabUsed, n);
+  slabUsed += (n + 7) & ~7; // 8-byte aligned, as Buffer's pool
+  const src = w.buf;
+  for (let i = 0; i < n; i++) out[i] = src[i]!;
+  return out;
+}
+
 /** Pack `message` under `spec`: MTI, bitmap(s), fields in order. */
 export function packMessage(spec: CompiledSpec, message: Iso8583Message): Uint8Array {
   const w = writer;
   w.pos = 0;
   const mti = message.mti;
   writeMti(spec, mti, w);
-  const table = spec.fieldsFor(mti);
-  const values = message.values;
-  const bm = bitmapScratch;
-  bm.fill(0);
-  let secondary = false;
-  for (let i = 2; i <= 128; i++) {
-    if (values[i] === undefined) continue;
-    if (table[i] === undefined)
-      throw new Iso8583Error(
-        'ISO8583_FIELD_UNKNOWN',
-        String(i),
-        `spec ${spec.name} does not define this field`,
-      );
-    bm[(i - 1) >> 3]! |= 0x80 >> ((i - 1) & 7);
-    if (i > 64) secondary = true;
-  }
-  if (secondary) bm[0]! |= 0x80; // bit 1: a secondary bitmap follows (clause 4.3.2)
-  const nbm = secondary ? 16 : 8;
-  if (spec.bitmapHex) {
-    w.ensure(nbm * 2);
-    for (let i = 0; i < nbm; i++) {
-      w.buf[w.pos++] = HEX_DIGITS.charCodeAt(bm[i]! >> 4);
-      w.buf[w.pos++] = HEX_DIGITS.charCodeAt(bm[i]! & 15);
-    }
-  } else {
-    w.ensure(nbm);
-    w.buf.set(bm.subarray(0, nbm), w.pos);
-    w.pos += nbm;
-  }
-  for (let i = 2; i <= 128; i++) {
-    const v = values[i];
-    if (v !== undefined) table[i]!.encode(v, w);
-  }
-  return w.take();
+  message.writeFields(spec, spec.fieldsFor(mti), w);
+  return takeOutput(w);
 }
 
 /** Options of `unpackMessage`. */
@@ -342,31 +613,42 @@ export interface UnpackOptions {
   checkSubfields?: boolean;
 }
 
-function readMti(spec: CompiledSpec, r: Reader): string {
-  const b = r.bytes;
-  const start = r.pos;
+/** The MTI at `pos` (bounds and digits checked). */
+function readMti(spec: CompiledSpec, b: Uint8Array, start: number, end: number): string {
   if (spec.mtiEncoding === 'bcd') {
-    r.need(2, 'mti', 'MTI');
+    if (start + 2 > end) throw truncatedAt('mti', 'MTI', 2, start, end);
     const h = b[start]!;
     const l = b[start + 1]!;
     if (h >> 4 > 9 || (h & 15) > 9 || l >> 4 > 9 || (l & 15) > 9)
       throw new Iso8583Error('ISO8583_MTI_INVALID', 'mti', 'MTI is not 4 BCD digits', start);
-    r.pos = start + 2;
-    return String.fromCharCode(48 + (h >> 4), 48 + (h & 15), 48 + (l >> 4), 48 + (l & 15));
+    return MTI_TEXT[((h >> 4) * 10 + (h & 15)) * 100 + (l >> 4) * 10 + (l & 15)]!;
   }
-  r.need(4, 'mti', 'MTI');
+  if (start + 4 > end) throw truncatedAt('mti', 'MTI', 4, start, end);
   let mti: string;
-  if (spec.mtiEncoding === 'ascii') mti = decodeLatin1(b, start, start + 4);
-  else {
-    try {
-      mti = decodeEbcdic(b, start, start + 4, 'mti');
-    } catch {
-      throw new Iso8583Error('ISO8583_MTI_INVALID', 'mti', 'MTI is not 4 EBCDIC digits', start);
+  if (spec.mtiEncoding === 'ascii') {
+    let v = 0;
+    for (let i = 0; i < 4; i++) {
+      const d = b[start + i]! - 48;
+      if (d < 0 || d > 9) throw new Iso8583Error('ISO8583_MTI_INVALID', 'mti', 'MTI is not 4 digits', start);
+      v = v * 10 + d;
     }
+    return MTI_TEXT[v]!;
   }
-  if (!MTI_RE.test(mti)) throw new Iso8583Error('ISO8583_MTI_INVALID', 'mti', 'MTI is not 4 digits', start);
-  r.pos = start + 4;
+  try {
+    mti = decodeEbcdic(b, start, start + 4, 'mti');
+  } catch {
+    throw new Iso8583Error('ISO8583_MTI_INVALID', 'mti', 'MTI is not 4 EBCDIC digits', start);
+  }
+  if (!isMti(mti)) throw new Iso8583Error('ISO8583_MTI_INVALID', 'mti', 'MTI is not 4 digits', start);
   return mti;
+}
+
+/** "0000".."9999": an unpacked MTI is one of these strings, not a new one per message. */
+const MTI_TEXT: string[] = [];
+for (let i = 0; i < 10000; i++) MTI_TEXT.push(String(i).padStart(4, '0'));
+
+function truncatedAt(field: string, what: string, n: number, pos: number, end: number): Iso8583Error {
+  return new Iso8583Error('ISO8583_TRUNCATED', field, `${what} needs ${n} bytes, ${end - pos} remain`, pos);
 }
 
 const HEX_VAL = new Int8Array(256).fill(-1);
@@ -375,30 +657,52 @@ for (let i = 0; i < 16; i++) {
   HEX_VAL['0123456789abcdef'.charCodeAt(i)] = i;
 }
 
-/** Read one 8-byte bitmap into `bm` at `at` (binary, or 16 hex characters). */
-function readBitmap(spec: CompiledSpec, r: Reader, bm: Uint8Array, at: number, what: string): void {
-  const b = r.bytes;
+/** The two 32-bit words of one bitmap read by `readBitmap`. */
+let bitmapHi = 0;
+let bitmapLo = 0;
+
+/** Read one 8-byte bitmap at `pos` (binary, or 16 hex characters) into bitmapHi/bitmapLo; returns its size. */
+function readBitmap(spec: CompiledSpec, b: Uint8Array, pos: number, end: number, what: string): number {
   if (!spec.bitmapHex) {
-    r.need(8, 'bitmap', what);
-    bm.set(b.subarray(r.pos, r.pos + 8), at);
-    r.pos += 8;
-    return;
+    if (pos + 8 > end) throw truncatedAt('bitmap', what, 8, pos, end);
+    bitmapHi = ((b[pos]! << 24) | (b[pos + 1]! << 16) | (b[pos + 2]! << 8) | b[pos + 3]!) >>> 0;
+    bitmapLo = ((b[pos + 4]! << 24) | (b[pos + 5]! << 16) | (b[pos + 6]! << 8) | b[pos + 7]!) >>> 0;
+    return 8;
   }
-  r.need(16, 'bitmap', what);
-  for (let i = 0; i < 8; i++) {
-    const p = r.pos + 2 * i;
-    const h = HEX_VAL[b[p]!]!;
-    const l = HEX_VAL[b[p + 1]!]!;
-    if (h < 0 || l < 0)
-      throw new Iso8583Error('ISO8583_BITMAP_INVALID', 'bitmap', 'bitmap is not hex', h < 0 ? p : p + 1);
-    bm[at + i] = (h << 4) | l;
+  if (pos + 16 > end) throw truncatedAt('bitmap', what, 16, pos, end);
+  let hi = 0;
+  let lo = 0;
+  for (let i = 0; i < 16; i++) {
+    const p = pos + i;
+    const v = HEX_VAL[b[p]!]!;
+    if (v < 0) {
+      // As before: the pair of the bad character is reported at its first bad character.
+      const q = pos + (i & ~1);
+      const bad = HEX_VAL[b[q]!]! < 0 ? q : q + 1;
+      throw new Iso8583Error('ISO8583_BITMAP_INVALID', 'bitmap', 'bitmap is not hex', bad);
+    }
+    if (i < 8) hi = (hi << 4) | v;
+    else lo = (lo << 4) | v;
   }
-  r.pos += 16;
+  bitmapHi = hi >>> 0;
+  bitmapLo = lo >>> 0;
+  return 16;
 }
+
+/** The unpack cursor and per-field scratch (unpack never yields, so one of each is safe). */
+const cursor = new ReadCursor();
+/** Per text field: its index among the present fields, and where its characters are in `cursor.chars`. */
+const textAt = new Int32Array(128);
+const textStart = new Int32Array(128);
+const textEnd = new Int32Array(128);
 
 /**
  * Unpack a whole message (exactly: trailing bytes are an error). Every failure is an Iso8583Error naming
  * the field and the byte offset; nothing else is thrown for any input.
+ *
+ * Every field is checked completely here, in field order (a bad message throws now, never at a later
+ * get). Text fields are decoded into one character buffer; one string is made of it at the end and each
+ * value is cut out of that string.
  */
 export function unpackMessage(
   spec: CompiledSpec,
@@ -406,14 +710,16 @@ export function unpackMessage(
   options?: UnpackOptions,
 ): Iso8583Message {
   if (!(bytes instanceof Uint8Array)) throw new TypeError('unpack: bytes must be a Uint8Array');
-  const r = new Reader(bytes);
-  const mti = readMti(spec, r);
-  const bm = bitmapScratch; // unpack never yields: one scratch bitmap is safe
-  bm.fill(0);
-  const bitmapAt = r.pos;
-  readBitmap(spec, r, bm, 0, 'primary bitmap');
-  let last = 64;
-  if (bm[0]! & 0x80) {
+  const end = bytes.length;
+  const mti = readMti(spec, bytes, 0, end);
+  let pos = spec.mtiEncoding === 'bcd' ? 2 : 4;
+  const bitmapAt = pos;
+  pos += readBitmap(spec, bytes, pos, end, 'primary bitmap');
+  const w0 = bitmapHi;
+  const w1 = bitmapLo;
+  let w2 = 0;
+  let w3 = 0;
+  if (w0 & 0x80000000) {
     if (!spec.secondary)
       throw new Iso8583Error(
         'ISO8583_BITMAP_INVALID',
@@ -421,38 +727,66 @@ export function unpackMessage(
         `bit 1 announces a secondary bitmap, which spec ${spec.name} does not allow`,
         bitmapAt,
       );
-    readBitmap(spec, r, bm, 8, 'secondary bitmap');
-    last = 128;
+    pos += readBitmap(spec, bytes, pos, end, 'secondary bitmap');
+    w2 = bitmapHi;
+    w3 = bitmapLo;
   }
   const table = spec.fieldsFor(mti);
-  const msg = Iso8583Message.fromUnpacked(spec, mti);
-  const values = msg.values;
   const checkSub = options?.checkSubfields !== false;
-  for (let i = 2; i <= last; i++) {
-    if ((bm[(i - 1) >> 3]! & (0x80 >> ((i - 1) & 7))) === 0) continue;
-    const c = table[i];
-    if (c === undefined)
-      throw new Iso8583Error(
-        'ISO8583_FIELD_UNKNOWN',
-        String(i),
-        `bit ${i} is set but spec ${spec.name} does not define the field`,
-        r.pos,
-      );
-    const v = c.decode(r);
-    if (checkSub && c.sub !== undefined) {
-      if (c.sub.kind === 'tlv') c.sub.parse(v as Uint8Array, r.dataStart);
-      else c.sub.split(v, r.dataStart);
+  const cur = cursor;
+  cur.reset(bytes, pos, end);
+  const words0 = w0 & 0x7fffffff; // bit 1 is the secondary bitmap indicator, not a field
+  const dense: FieldValue[] = new Array(popcount(words0) + popcount(w1) + popcount(w2) + popcount(w3));
+  let count = 0;
+  let texts = 0;
+  for (let k = 0; k < 4; k++) {
+    let word = k === 0 ? words0 : k === 1 ? w1 : k === 2 ? w2 : w3;
+    while (word !== 0) {
+      const j = Math.clz32(word);
+      word &= ~(0x80000000 >>> j);
+      const id = 32 * k + j + 1;
+      const c = table[id];
+      if (c === undefined)
+        throw new Iso8583Error(
+          'ISO8583_FIELD_UNKNOWN',
+          String(id),
+          `bit ${id} is set but spec ${spec.name} does not define the field`,
+          cur.pos,
+        );
+      let v = c.next(cur);
+      if (v === null) {
+        if (checkSub && c.sub !== undefined) {
+          // Subfield errors come before the next field's: this value is needed now.
+          v = decodeLatin1(cur.chars, cur.cstart, cur.cpos);
+          cur.cpos = cur.cstart;
+        } else {
+          // Characters to cut out of the one string made below.
+          textAt[texts] = count;
+          textStart[texts] = cur.cstart;
+          textEnd[texts++] = cur.cpos;
+          count++;
+          continue;
+        }
+      }
+      if (checkSub && c.sub !== undefined) {
+        if (c.sub.kind === 'tlv') c.sub.parse(v as Uint8Array, cur.dataStart);
+        else c.sub.split(v, cur.dataStart);
+      }
+      dense[count++] = v;
     }
-    values[i] = v;
   }
-  if (r.pos !== bytes.length)
+  if (cur.pos !== end)
     throw new Iso8583Error(
       'ISO8583_TRAILING_BYTES',
       'message',
-      `${bytes.length - r.pos} bytes remain after the last field`,
-      r.pos,
+      `${end - cur.pos} bytes remain after the last field`,
+      cur.pos,
     );
-  return msg;
+  if (texts > 0) {
+    const all = decodeLatin1(cur.chars, 0, cur.cpos);
+    for (let i = 0; i < texts; i++) dense[textAt[i]!] = all.substring(textStart[i]!, textEnd[i]!);
+  }
+  return Iso8583Message.fromParts(spec, mti, words0, w1, w2, w3, dense);
 }
 
 /**
@@ -470,12 +804,12 @@ export function startResponse(request: Iso8583Message): Iso8583Message {
   const origin = mti.charCodeAt(3) - 48;
   const respMti = mti.slice(0, 2) + String(fn + 1) + String(origin <= 5 ? origin - (origin % 2) : origin);
   const spec = request.spec;
-  const resp = Iso8583Message.fromUnpacked(spec, respMti);
+  const resp = new Iso8583Message(spec, respMti);
   const table = spec.fieldsFor(respMti);
   for (const id of spec.echo) {
-    const v = request.values[id];
+    const v = request.valueAt(id);
     if (v === undefined || table[id] === undefined) continue;
-    resp.values[id] = v instanceof Uint8Array ? v.slice() : v;
+    resp.putValue(id, v instanceof Uint8Array ? v.slice() : v);
   }
   return resp;
 }
