@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { inspect } from 'node:util';
+import fc from 'fast-check';
 import {
   adjustOddParity,
   decryptPinBlock,
@@ -270,6 +271,17 @@ describe('use', () => {
       code: 'TERMINAL_PINPAD_SLOT',
       message: 'data: must be a non-empty multiple of 8 bytes',
     });
+    pad.close();
+  });
+
+  test('property: openRecord(sealRecord(x)) = x', async () => {
+    const pad = await open(statePath());
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (x) => {
+        assert.deepEqual(pad.openRecord(pad.sealRecord(x)), x);
+      }),
+      { numRuns: 100 },
+    );
     pad.close();
   });
 

@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
 import { adjustOddParity, kcvTdes, toHex } from '@openposp/crypto';
 import { createLogger } from '@openposp/net';
 import { openSqliteStore } from '@openposp/store';
-import { encryptTrackDataBlock, trackDataBlockRange } from '../src/card.js';
+import { encryptTrackDataBlock, parseCardInput, trackDataBlockRange } from '../src/card.js';
 import { validateTerminalConfig } from '../src/config.js';
 import { TERMINAL_MIGRATIONS } from '../src/migrations.js';
 import { PINPAD_SCRYPT_N_MIN } from '../src/pinpad.js';
@@ -384,6 +385,64 @@ describe('track data block (UnionPay TDK encryption)', () => {
     assert.equal(Buffer.from(packed.subarray(start, end)).toString('hex').toUpperCase(), '0820178199916830');
     const out = encryptTrackDataBlock(new Uint8Array(packed), (b) => b.map((x) => x ^ 0xff));
     assert.equal(Buffer.from(out).toString('hex').toUpperCase(), '1234567890123456789D05F7DFE87E666E97CF20');
+  });
+
+  test('property: only the TDB changes, and deciphering it restores the track', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 9, maxLength: 19 }),
+        fc.uint8Array({ minLength: 8, maxLength: 8 }),
+        (packed, mask) => {
+          const out = encryptTrackDataBlock(packed.slice(), (b) => b.map((x, i) => x ^ mask[i]!));
+          const { start, end } = trackDataBlockRange(packed.length);
+          assert.deepEqual(out.subarray(0, start), packed.subarray(0, start));
+          assert.deepEqual(out.subarray(end), packed.subarray(end));
+          const back = encryptTrackDataBlock(out.slice(), (b) => b.map((x, i) => x ^ mask[i]!));
+          assert.deepEqual(back, packed);
+        },
+      ),
+    );
+  });
+
+  test('property: a track 2 built from PAN and expiry reads back', () => {
+    const digits = (min: number, max: number) => fc.stringMatching(new RegExp(`^[0-9]{${min},${max}}$`));
+    fc.assert(
+      fc.property(
+        digits(12, 19),
+        fc.integer({ min: 0, max: 99 }),
+        fc.integer({ min: 1, max: 12 }),
+        digits(3, 14),
+        (pan, yy, mm, rest) => {
+          const expiry = `${String(yy).padStart(2, '0')}${String(mm).padStart(2, '0')}`;
+          const track2 = `${pan}=${expiry}${rest}`.slice(0, 37);
+          const card = parseCardInput({ track2: track2.replace('=', 'D') });
+          assert.deepEqual(card, { pan, expiry, track2, entry: 'magstripe' });
+        },
+      ),
+    );
+  });
+
+  test('card input errors', () => {
+    for (const [input, message] of [
+      [{ track2: '6222021234567890123' }, 'card.track2: must hold exactly one field separator (= or D)'],
+      [{ track2: '62220212345=2712=1' }, 'card.track2: must hold exactly one field separator (= or D)'],
+      [{ track2: '62220212=2712101' }, 'card.track2: the PAN must be 12 to 19 digits, got 8'],
+      [
+        { track2: '6222021234567890123=2713101' },
+        'card.track2: the expiry must be YYMM with a month from 01 to 12',
+      ],
+      [
+        { track2: '6222021234567890123=27121011234567890123' },
+        'card.track2: must be at most 37 characters, got 40',
+      ],
+      [{ pan: '62220212345678A', expiry: '2712' }, 'card.pan: the PAN must be decimal digits'],
+      [
+        { pan: '6222021234567890', expiry: '271' },
+        'card.expiry: the expiry must be YYMM with a month from 01 to 12',
+      ],
+    ] as const) {
+      assert.throws(() => parseCardInput(input), { code: 'TERMINAL_CARD_INVALID', message });
+    }
   });
 
   test('track data shorter than 9 bytes cannot be enciphered', () => {
