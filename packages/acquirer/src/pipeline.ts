@@ -361,7 +361,8 @@ function replayFrom(ctx: TxnContext, e: JournalEntry): string {
  */
 export const reserveJournal: Step = {
   name: 'reserveJournal',
-  boundMs: (d) => d.config.timeouts.switchMs + 2 * d.config.timeouts.hsmMs + 2 * d.config.timeouts.dbMs,
+  // Covers waiting for a concurrent duplicate: the rest of its pipeline (3 HSM calls, the switch, the journal).
+  boundMs: (d) => d.config.timeouts.switchMs + 4 * d.config.timeouts.hsmMs + 6 * d.config.timeouts.dbMs,
   async run(ctx) {
     const r = ctx.req;
     const t = ctx.terminal!;
