@@ -51,6 +51,7 @@ export {
   type Step,
   type SwitchLink,
   type TxnContext,
+  unpackTerminalMessage,
 } from './pipeline.js';
 export {
   type AcquirerHandle,

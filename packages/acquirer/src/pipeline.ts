@@ -17,7 +17,14 @@
 import { createHash } from 'node:crypto';
 import { fromHex } from '@openposp/crypto';
 import type { AcquirerHsm } from './hsm.js';
-import { type CompiledSpec, Iso8583Message, maskPan, startResponse, unpack } from '@openposp/iso8583';
+import {
+  type CompiledSpec,
+  compileSpec,
+  Iso8583Message,
+  maskPan,
+  startResponse,
+  unpack,
+} from '@openposp/iso8583';
 import {
   type Clock,
   isValidMmdd,
@@ -726,7 +733,7 @@ export async function handleTerminalMessage(
 ): Promise<HandledMessage> {
   let req: Iso8583Message;
   try {
-    req = unpack(deps.cupSpec, message);
+    req = unpackTerminalMessage(deps.cupSpec, message);
   } catch (e) {
     return { answer: null, responseCode: undefined, ctx: undefined, dropped: errCode(e) };
   }
@@ -780,6 +787,71 @@ export async function handleTerminalMessage(
   }
   const answer = await buildAnswer(ctx, code);
   return { answer, responseCode: code, ctx };
+}
+
+const TRACK_FIELDS = [35, 36] as const;
+const withoutTrackFields = new WeakMap<CompiledSpec, CompiledSpec>();
+
+/** `spec` without fields 35 and 36 (compiled once per spec). */
+function specWithoutTracks(spec: CompiledSpec): CompiledSpec {
+  let s = withoutTrackFields.get(spec);
+  if (s === undefined) {
+    const src = structuredClone(spec.source);
+    for (const f of TRACK_FIELDS) delete (src.fields as Record<string, unknown>)[String(f)];
+    s = compileSpec({ ...src, name: `${spec.name}-without-tracks` });
+    withoutTrackFields.set(spec, s);
+  }
+  return s;
+}
+
+/**
+ * Unpacks a terminal message. Track data under the TDK (53 position 3 = 1) is enciphered in place in the
+ * BCD bytes of 35/36 (UnionPay TDB), so its nibbles are no longer digits and the `z` codec refuses them.
+ * The POSP never uses track data (it is neither decrypted nor forwarded), so the track fields are cut out
+ * of the bytes before unpacking: their offset is where a spec without 35/36 stops (bit set, field
+ * unknown), their length is their BCD length prefix (digits). The MAC is still verified over the bytes
+ * as received. Anything else malformed throws the codec's error, as before.
+ */
+export function unpackTerminalMessage(spec: CompiledSpec, bytes: Uint8Array): Iso8583Message {
+  try {
+    return unpack(spec, bytes);
+  } catch (e) {
+    const err = e as { code?: unknown; field?: unknown };
+    if (err.code !== 'ISO8583_BCD_INVALID' || (err.field !== '35' && err.field !== '36')) throw e;
+  }
+  let b = bytes.slice();
+  const bare = specWithoutTracks(spec);
+  const bitmapAt = spec.mtiEncoding === 'bcd' ? 2 : 4;
+  for (let round = 0; round < TRACK_FIELDS.length; round++) {
+    let at: number;
+    let id: number;
+    try {
+      unpack(bare, b, { checkSubfields: false });
+      break;
+    } catch (e) {
+      const err = e as { code?: unknown; field?: unknown; offset?: unknown };
+      id = Number(err.field);
+      at = typeof err.offset === 'number' ? err.offset : -1;
+      // 35: LL, one BCD length byte; 36: LLL, two (cup-pos). The length counts digits.
+      if (
+        err.code !== 'ISO8583_FIELD_UNKNOWN' ||
+        (id !== 35 && id !== 36) ||
+        at < 0 ||
+        at + (id === 35 ? 1 : 2) > b.length
+      )
+        throw e;
+    }
+    const prefix = id === 35 ? 1 : 2;
+    let digits = 0;
+    for (let i = 0; i < prefix; i++) digits = digits * 100 + (b[at + i]! >> 4) * 10 + (b[at + i]! & 15);
+    const end = Math.min(b.length, at + prefix + Math.ceil(digits / 2));
+    const next = new Uint8Array(b.length - (end - at));
+    next.set(b.subarray(0, at));
+    next.set(b.subarray(end), at);
+    next[bitmapAt + ((id - 1) >> 3)]! &= ~(0x80 >> ((id - 1) & 7));
+    b = next;
+  }
+  return unpack(spec, b);
 }
 
 function errCode(e: unknown): string {

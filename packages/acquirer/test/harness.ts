@@ -44,6 +44,7 @@ import {
   type AcquirerHsm,
   macInputOf,
   startAcquirer,
+  unpackTerminalMessage,
 } from '../src/index.js';
 
 export const cup: CompiledSpec = loadSpec('cup-pos');
@@ -241,7 +242,8 @@ export class TestTerminal {
       framing: { prefix: 'binary2' },
       timeoutMs: 5000,
       keyOf: (frame) => {
-        const m = unpack(cup, splitCupFrame(frame).message);
+        // The POSP's own lenient unpack: requests may carry track data enciphered in place.
+        const m = unpackTerminalMessage(cup, splitCupFrame(frame).message);
         return `${m.get(41)}|${m.get(11)}`;
       },
     });
@@ -330,6 +332,32 @@ export class TestTerminal {
       if (o.original.rrn) m.set(37, o.original.rrn);
     }
     return m;
+  }
+
+  /** Sends message bytes as they are (MTI..64). */
+  async sendRaw(message: Uint8Array): Promise<{ answer: Iso8583Message; message: Uint8Array }> {
+    const frame = await this.link.request(joinCupFrame({ tpdu: TPDU, header: HEADER, message }));
+    const parts = splitCupFrame(frame);
+    return { answer: unpack(cup, parts.message), message: parts.message };
+  }
+
+  /**
+   * Packs `m` (which holds 35 in clear) as a UnionPay terminal with track encryption does: the track data
+   * block (the 8 bytes before the last byte of 35's BCD data) enciphered in place under the TDK, 53
+   * position 3 = 1, then the MAC over the bytes as they go out.
+   */
+  packWithEncryptedTrack(m: Iso8583Message): Uint8Array {
+    m.set(53, '2610000000000000');
+    m.set(64, new Uint8Array(8));
+    const packed = m.pack().slice();
+    const prefix = new Iso8583Message(cup, m.mti);
+    for (const id of m.fieldIds()) if (id < 35) prefix.set(id, m.get(id)!);
+    const at = prefix.pack().length + 1; // after 35's one-byte length
+    const n = Math.ceil(String(m.get(35)).length / 2);
+    const tdb = packed.slice(at + n - 9, at + n - 1);
+    packed.set(tdesEncryptEcb(this.keys!.tdk, tdb), at + n - 9);
+    packed.set(macCupEcb(this.keys!.tak, packed.subarray(0, packed.length - 8)), packed.length - 8);
+    return packed;
   }
 
   /** Sets field 64: CUP ECB MAC under the TAK over the packed message minus its last 8 bytes. */

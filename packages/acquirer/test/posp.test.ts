@@ -99,6 +99,23 @@ describe('purchase through the switch', () => {
     assert.equal(byId?.rrn, e?.rrn);
   });
 
+  test('track data enciphered under the TDK (53 pos. 3 = 1) is accepted, MAC-checked as received, not forwarded', async () => {
+    const t = h.terminal;
+    const before = h.seen.length;
+    const raw = t.packWithEncryptedTrack(t.financial('purchase', { amount: 321 }));
+    const { answer, message } = await t.sendRaw(raw);
+    assert.equal(rc(answer), '00');
+    assert.ok(t.answerMacOk(message));
+    assert.equal(h.seen.length, before + 1);
+    assert.equal(h.seen.at(-1)!.msg.has(35), false);
+    assert.equal(h.seen.at(-1)!.pin, CARD.pin);
+    // One bit changed inside the enciphered track: the MAC (over the bytes as received) fails.
+    const bad = t.packWithEncryptedTrack(t.financial('purchase', { amount: 322 }));
+    const at = bad.indexOf(0x37) + 12;
+    bad[at]! ^= 0x10;
+    assert.equal(rc((await t.sendRaw(bad)).answer), 'A0');
+  });
+
   test('a decline of the issuer (51) reaches the terminal, MACed, without 38', async () => {
     const t = h.terminal;
     h.behaviour.fn = () => ({ code: '51' });
