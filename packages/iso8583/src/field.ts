@@ -38,7 +38,7 @@ const PAD_NONE = 0;
 const PAD_LEFT = 1;
 const PAD_RIGHT = 2;
 
-/** How `next` reads a field: a tight loop for the common layouts, else the general `read`. */
+/** How `readFields` reads a field: a tight loop for the common layouts, else the general `read`. */
 const OP_GENERAL = 0;
 const OP_BCD = 1;
 const OP_ASCII = 2;
@@ -84,21 +84,26 @@ export class FieldCodec {
   private readonly enc: number;
   private readonly digits: number; // prefix digits: 0 fixed, 2, 3 or 4
   private readonly prefixEnc: number;
-  private readonly prefixBytes: number;
+  /** @internal */
+  readonly prefixBytes: number;
   private readonly unitBytes: boolean;
-  private readonly leftJustified: boolean;
+  /** @internal */
+  readonly leftJustified: boolean;
   private readonly padNibble: number;
-  private readonly track: boolean;
-  private readonly signed: boolean;
+  /** @internal */
+  readonly track: boolean;
+  /** @internal */
+  readonly signed: boolean;
   private readonly numeric: boolean;
   private readonly padSide: number;
   private readonly padChar: string;
   /** Wire bytes of a fixed field. */
   private readonly fixedBytes: number;
   /** Text read as ASCII/EBCDIC needs a character check (n, z, x+n). */
-  private readonly checked: boolean;
-  /** Which loop of `next` reads this field (OP_*). */
-  private readonly op: number;
+  /** @internal */
+  readonly checked: boolean;
+  /** @internal Which loop of `readFields` reads this field (OP_*). */
+  readonly op: number;
 
   constructor(id: string, spec: FieldSpec) {
     this.id = id;
@@ -292,7 +297,8 @@ export class FieldCodec {
   }
 
   /** Read the length prefix at `pos` (bounds, digits and max checked). */
-  private readPrefix(b: Uint8Array, pos: number, end: number): number {
+  /** @internal */
+  readPrefix(b: Uint8Array, pos: number, end: number): number {
     const id = this.id;
     const pb = this.prefixBytes;
     if (pos + pb > end) throw truncated(id, 'length prefix', pb, pos, end);
@@ -331,108 +337,167 @@ export class FieldCodec {
   }
 
   /**
-   * `read`, with the common layouts (BCD digits or track data, ASCII text, binary; fixed or counted in
-   * characters) in tight loops. Any irregularity (a bad digit, a short input...) goes back to the start
-   * of the field and lets `read` handle it, so errors, offsets and values are `read`'s by construction.
+   * @internal Read every field the bitmap words announce (unpack), in field order, into `dense`. The
+   * common layouts are read here in one loop with the read and write positions in locals; anything
+   * else, and any irregularity, goes to `read` from the start of that field (its errors and values are
+   * the reference). Text fields are left in `cur.chars` and listed in TEXT_AT/TEXT_START/TEXT_END;
+   * returns how many. `cur.pos` ends after the last field.
    */
-  next(cur: ReadCursor): FieldValue | null {
-    const op = this.op;
-    if (op === OP_GENERAL) return this.read(cur);
+  static readFields(
+    table: readonly (FieldCodec | undefined)[],
+    cur: ReadCursor,
+    words: readonly [number, number, number, number],
+    dense: FieldValue[],
+    checkSub: boolean,
+    specName: string,
+  ): number {
     const b = cur.bytes;
     const end = cur.end;
+    const plain = b.constructor === Uint8Array;
+    const c8 = cur.chars;
+    const c16 = cur.chars16;
     let p = cur.pos;
-    let n: number;
-    if (this.fixed) n = this.max;
-    else {
-      n = this.readPrefix(b, p, end); // its errors are read's
-      p += this.prefixBytes;
-    }
-    if (op === OP_BINARY) {
-      if (p + n > end) return this.read(cur);
-      cur.dataStart = p;
-      cur.pos = p + n;
-      return b.constructor === Uint8Array ? copyBytes(b, p, n) : b.slice(p, p + n);
-    }
-    const out = cur.chars;
     let o = cur.cpos;
-    if (op === OP_ASCII) {
-      if (p + n > end) return this.read(cur);
-      if (n <= SMALL_DIGITS_MAX) {
-        // Up to 4 digits (any text type: the characters are the same): one of at most 11110 shared strings.
-        let v = 0;
-        let i = 0;
-        for (; i < n; i++) {
-          const d = b[p + i]! - 48;
-          if (d < 0 || d > 9) break;
-          v = v * 10 + d;
+    let count = 0;
+    let texts = 0;
+    for (let k = 0; k < 4; k++) {
+      let word = words[k]!;
+      fields: while (word !== 0) {
+        const j = Math.clz32(word);
+        word &= ~(0x80000000 >>> j);
+        const id = 32 * k + j + 1;
+        const c = table[id];
+        if (c === undefined)
+          throw new Iso8583Error(
+            'ISO8583_FIELD_UNKNOWN',
+            String(id),
+            `bit ${id} is set but spec ${specName} does not define the field`,
+            p,
+          );
+        const op = c.op;
+        // One pass: `break fast` falls back to the general read below.
+        fast: for (; op !== OP_GENERAL && (c.sub === undefined || !checkSub); ) {
+          let q = p;
+          let n = c.max;
+          if (!c.fixed) {
+            n = c.readPrefix(b, q, end); // its errors are read's
+            q += c.prefixBytes;
+          }
+          if (op === OP_BINARY) {
+            if (q + n > end) break;
+            dense[count++] = plain ? copyBytes(b, q, n) : b.slice(q, q + n);
+            p = q + n;
+            continue fields;
+          }
+          if (op === OP_ASCII) {
+            if (q + n > end) break;
+            if (n <= SMALL_DIGITS_MAX && !c.signed) {
+              let v = 0;
+              let i = 0;
+              for (; i < n; i++) {
+                const d = b[q + i]! - 48;
+                if (d < 0 || d > 9) break;
+                v = v * 10 + d;
+              }
+              if (i === n) {
+                // Up to 4 digits (any text type: the characters are the same): a shared string.
+                dense[count++] = smallDigits(n, v);
+                p = q + n;
+                continue fields;
+              }
+            }
+            if (c.checked) {
+              if (c.signed) break;
+              const track = c.track;
+              for (let i = 0; i < n; i++) {
+                const ch = b[q + i]!;
+                if ((ch < 48 || ch > 57) && !(track && (ch === 61 || ch === 68))) break fast;
+                c8[o + i] = ch;
+              }
+            } else for (let i = 0; i < n; i++) c8[o + i] = b[q + i]!;
+            TEXT_AT[texts] = count++;
+            TEXT_START[texts] = o;
+            o += n;
+            TEXT_END[texts++] = o;
+            p = q + n;
+            continue fields;
+          }
+          // OP_BCD: n digits in (n + 1) >> 1 bytes.
+          const nbytes = (n + 1) >> 1;
+          if (q + nbytes > end) break;
+          const left = c.leftJustified;
+          if (n <= SMALL_DIGITS_MAX && !c.track) {
+            const v = bcdSmall(b, q, n, left);
+            if (v < 0) break;
+            dense[count++] = smallDigits(n, v);
+            p = q + nbytes;
+            continue fields;
+          }
+          const pairs = c.track ? PAIRS_TRACK : PAIRS_DIGITS;
+          const odd = (n & 1) === 1;
+          let x = o;
+          // Two-character stores go to even indexes: skip a character when needed (never part of a value).
+          if (((x + (odd && !left ? 1 : 0)) & 1) === 1) x++;
+          const start = x;
+          let r = q;
+          let stop = q + nbytes;
+          if (odd) {
+            if (left) {
+              // Last byte: a digit, then the pad nibble (0 or F).
+              stop--;
+              const v = b[stop]!;
+              const pad = v & 15;
+              if ((pad !== 0 && pad !== 15) || pairs[v & 0xf0]! === 0) break;
+            } else {
+              // First byte: the pad nibble, then a digit.
+              const v = b[r]!;
+              const pad = v >> 4;
+              if ((pad !== 0 && pad !== 15) || pairs[v & 15]! === 0) break;
+              c8[x++] = NIBBLE_CHAR[v & 15]!;
+              r++;
+            }
+          }
+          for (; r < stop; r++) {
+            const t = pairs[b[r]!]!;
+            if (t === 0) break fast;
+            c16[x >> 1] = t;
+            x += 2;
+          }
+          if (odd && left) c8[x++] = NIBBLE_CHAR[b[stop]! >> 4]!;
+          TEXT_AT[texts] = count++;
+          TEXT_START[texts] = start;
+          TEXT_END[texts++] = x;
+          o = x;
+          p = q + nbytes;
+          continue fields;
         }
-        if (i === n) {
-          cur.dataStart = p;
-          cur.pos = p + n;
-          return smallDigits(n, v);
+        // The general read, from the start of the field.
+        cur.pos = p;
+        cur.cpos = o;
+        let v: FieldValue | null = c.read(cur);
+        p = cur.pos;
+        if (v === null) {
+          if (checkSub && c.sub !== undefined) {
+            // Subfield errors come before the next field's: this value is needed now.
+            v = decodeLatin1(c8, cur.cstart, cur.cpos);
+          } else {
+            TEXT_AT[texts] = count++;
+            TEXT_START[texts] = cur.cstart;
+            TEXT_END[texts++] = cur.cpos;
+            o = cur.cpos;
+            continue;
+          }
         }
+        if (checkSub && c.sub !== undefined) {
+          if (c.sub.kind === 'tlv') c.sub.parse(v as Uint8Array, cur.dataStart);
+          else c.sub.split(v, cur.dataStart);
+        }
+        dense[count++] = v;
       }
-      if (this.checked) {
-        if (this.signed) return this.read(cur);
-        const track = this.track;
-        for (let i = 0; i < n; i++) {
-          const c = b[p + i]!;
-          if ((c < 48 || c > 57) && !(track && (c === 61 || c === 68))) return this.read(cur);
-          out[o + i] = c;
-        }
-      } else for (let i = 0; i < n; i++) out[o + i] = b[p + i]!;
-      cur.dataStart = p;
-      cur.pos = p + n;
-      cur.cstart = o;
-      cur.cpos = o + n;
-      return null;
     }
-    // OP_BCD: n digits in (n + 1) >> 1 bytes.
-    const nbytes = (n + 1) >> 1;
-    if (p + nbytes > end) return this.read(cur);
-    if (n <= SMALL_DIGITS_MAX && !this.track) {
-      const v = bcdSmall(b, p, n, this.leftJustified);
-      if (v < 0) return this.read(cur);
-      cur.dataStart = p;
-      cur.pos = p + nbytes;
-      return smallDigits(n, v);
-    }
-    const pairs = this.track ? PAIRS_TRACK : PAIRS_DIGITS;
-    const oddFirst = (n & 1) === 1 && !this.leftJustified;
-    // Two-character stores go to even indexes: skip one character when needed (it is never part of a value).
-    if (((o + (oddFirst ? 1 : 0)) & 1) === 1) o++;
-    const cstart = o;
-    let q = p;
-    let stop = p + nbytes;
-    if ((n & 1) === 1) {
-      if (this.leftJustified) {
-        // Last byte: a digit, then the pad nibble (0 or F).
-        stop--;
-        const v = b[stop]!;
-        const pad = v & 15;
-        if ((pad !== 0 && pad !== 15) || pairs[v & 0xf0]! === 0) return this.read(cur);
-      } else {
-        // First byte: the pad nibble, then a digit.
-        const v = b[q]!;
-        const pad = v >> 4;
-        if ((pad !== 0 && pad !== 15) || pairs[v & 15]! === 0) return this.read(cur);
-        out[o++] = NIBBLE_CHAR[v & 15]!;
-        q++;
-      }
-    }
-    const out16 = cur.chars16;
-    for (; q < stop; q++) {
-      const t = pairs[b[q]!]!;
-      if (t === 0) return this.read(cur);
-      out16[o >> 1] = t;
-      o += 2;
-    }
-    if ((n & 1) === 1 && this.leftJustified) out[o++] = NIBBLE_CHAR[b[stop]! >> 4]!;
-    cur.dataStart = p;
-    cur.pos = p + nbytes;
-    cur.cstart = cstart;
+    cur.pos = p;
     cur.cpos = o;
-    return null;
+    return texts;
   }
 
   /**
@@ -638,6 +703,11 @@ function copyBytes(b: Uint8Array, pos: number, n: number): Uint8Array {
   for (let i = 0; i < n; i++) v[i] = b[pos + i]!;
   return v;
 }
+
+/** Per text field read by `readFields`: its index among the fields, and its characters in `cur.chars`. */
+export const TEXT_AT = new Int32Array(128);
+export const TEXT_START = new Int32Array(128);
+export const TEXT_END = new Int32Array(128);
 
 /**
  * The read position and the decoded characters of an unpack in progress. Unpacking never yields, so one

@@ -11,7 +11,7 @@ import { describe as describeMessage, fromJson, toJson } from './describe.js';
 import { markAsUntransferable } from 'node:worker_threads';
 import { bytesToHex, decodeEbcdic, decodeLatin1, Writer } from './encoding.js';
 import { Iso8583Error } from './errors.js';
-import { FieldCodec, type FieldValue, ReadCursor } from './field.js';
+import { FieldCodec, type FieldValue, ReadCursor, TEXT_AT, TEXT_END, TEXT_START } from './field.js';
 import { DEFAULT_ECHO_FIELDS, type MessageSpec, validateSpec } from './spec.js';
 import { normalizeTag, type PositionalCodec, type TlvCodec } from './subfields.js';
 
@@ -171,7 +171,13 @@ export class Iso8583Message {
     this.spec = spec;
     this.mtiValue = checkMti(mti);
     this.table = spec.fieldsFor(mti);
-    if (fields) for (const k in fields) this.set(k, fields[k]!);
+    if (!fields) return;
+    const proto = Object.getPrototypeOf(fields);
+    if (proto === Object.prototype || proto === null) {
+      // A plain object: its own keys (for-in over index keys is much slower, and adds nothing here).
+      const keys = Object.keys(fields);
+      for (let i = 0; i < keys.length; i++) this.set(keys[i]!, fields[keys[i]!]!);
+    } else for (const k in fields) this.set(k, fields[k]!);
   }
 
   get mti(): string {
@@ -269,7 +275,7 @@ export class Iso8583Message {
       if (value !== undefined) this.dense[rank] = value;
       else {
         this.dense.splice(rank, 1);
-        this.setWord(w, word & ~bit);
+        this.setWord(w, word & ~bit, -1);
       }
       return;
     }
@@ -277,15 +283,18 @@ export class Iso8583Message {
     if (this.dense === NO_VALUES) this.dense = [];
     if (rank === this.dense.length) this.dense.push(value);
     else this.dense.splice(rank, 0, value);
-    this.setWord(w, word | bit);
+    this.setWord(w, word | bit, 1);
   }
 
-  private setWord(w: number, word: number): void {
+  /** Store word `w` of the set, one field more (`delta` 1) or less (-1) than before. */
+  private setWord(w: number, word: number, delta: number): void {
     if (w === 0) this.w0 = word;
     else if (w === 1) this.w1 = word;
     else if (w === 2) this.w2 = word;
     else this.w3 = word;
-    this.countWords();
+    if (w < 1) this.n1 += delta;
+    if (w < 2) this.n2 += delta;
+    if (w < 3) this.n3 += delta;
   }
 
   private codec(id: number, path: string): FieldCodec {
@@ -493,8 +502,8 @@ export class Iso8583Message {
 // Pack / unpack
 // ------------------------------------------------------------------------------------------------
 
-/** Reused output buffer: packing never yields, so one shared writer is safe and avoids a new buffer per call. */
-const writer = new Writer(2048);
+/** The write cursor of pack (packing never yields, so one is safe); it writes into the slab below. */
+const writer = new Writer(16);
 const HEX_DIGITS = '0123456789ABCDEF';
 
 function notInSpec(spec: CompiledSpec, id: number): Iso8583Error {
@@ -568,12 +577,16 @@ function writeSlots(spec: CompiledSpec, table: Table, values: (FieldValue | unde
 }
 
 /**
- * Output memory: packed messages are views into shared 8 KiB slabs (as Node's Buffer pool), because a
- * fresh ArrayBuffer per message costs more than the whole rest of packing. Slabs cannot be transferred
- * to a worker (that would detach every other message in them); each view is its own exact length.
+ * Output memory: pack writes straight into a shared 8 KiB slab and returns a view of its bytes (as Node's
+ * Buffer pool does), because a fresh ArrayBuffer per message, or a copy out of a scratch buffer, costs
+ * more than the rest of packing. Each view has its own exact length; slabs cannot be transferred to a
+ * worker (that would detach every other message in them).
  */
 const SLAB_BYTES = 8192;
-let slab = newSlab();
+/** A new slab is started when less than this is left; a message bigger than what is left grows out of it. */
+const SLAB_ROOM_BYTES = 2048;
+let slabBuffer = newSlab();
+let slab = new Uint8Array(slabBuffer);
 let slabUsed = 0;
 
 function newSlab(): ArrayBuffer {
@@ -582,29 +595,29 @@ function newSlab(): ArrayBuffer {
   return ab;
 }
 
-/** A copy of what `w` holds, in its own Uint8Array. */
-function takeOutput(w: Writer): Uint8Array {
-  const n = w.pos;
-  if (n > SLAB_BYTES >> 2) return w.buf.slice(0, n);
-  if (slabUsed + n > SLAB_BYTES) {
-    slab = newSlab();
-    slabUsed = 0;
-  }
-  const out = new Uint8Array(slab, slabUsed, n);
-  slabUsed += (n + 7) & ~7; // 8-byte aligned, as Buffer's pool
-  const src = w.buf;
-  for (let i = 0; i < n; i++) out[i] = src[i]!;
-  return out;
-}
-
 /** Pack `message` under `spec`: MTI, bitmap(s), fields in order. */
 export function packMessage(spec: CompiledSpec, message: Iso8583Message): Uint8Array {
+  if (SLAB_BYTES - slabUsed < SLAB_ROOM_BYTES) {
+    slabBuffer = newSlab();
+    slab = new Uint8Array(slabBuffer);
+    slabUsed = 0;
+  }
   const w = writer;
-  w.pos = 0;
+  const start = slabUsed;
+  w.buf = slab;
+  w.pos = start;
   const mti = message.mti;
   writeMti(spec, mti, w);
   message.writeFields(spec, spec.fieldsFor(mti), w);
-  return takeOutput(w);
+  const end = w.pos;
+  if (w.buf === slab) {
+    slabUsed = (end + 7) & ~7; // 8-byte aligned, as Buffer's pool
+    return new Uint8Array(slabBuffer, start, end - start);
+  }
+  // Longer than the slab had left: the writer grew into a buffer of its own.
+  const out = w.buf.slice(start, end);
+  w.buf = slab;
+  return out;
 }
 
 /** Options of `unpackMessage`. */
@@ -691,11 +704,6 @@ function readBitmap(spec: CompiledSpec, b: Uint8Array, pos: number, end: number,
 
 /** The unpack cursor and per-field scratch (unpack never yields, so one of each is safe). */
 const cursor = new ReadCursor();
-/** Per text field: its index among the present fields, and where its characters are in `cursor.chars`. */
-const textAt = new Int32Array(128);
-const textStart = new Int32Array(128);
-const textEnd = new Int32Array(128);
-
 /**
  * Unpack a whole message (exactly: trailing bytes are an error). Every failure is an Iso8583Error naming
  * the field and the byte offset; nothing else is thrown for any input.
@@ -737,44 +745,7 @@ export function unpackMessage(
   cur.reset(bytes, pos, end);
   const words0 = w0 & 0x7fffffff; // bit 1 is the secondary bitmap indicator, not a field
   const dense: FieldValue[] = new Array(popcount(words0) + popcount(w1) + popcount(w2) + popcount(w3));
-  let count = 0;
-  let texts = 0;
-  for (let k = 0; k < 4; k++) {
-    let word = k === 0 ? words0 : k === 1 ? w1 : k === 2 ? w2 : w3;
-    while (word !== 0) {
-      const j = Math.clz32(word);
-      word &= ~(0x80000000 >>> j);
-      const id = 32 * k + j + 1;
-      const c = table[id];
-      if (c === undefined)
-        throw new Iso8583Error(
-          'ISO8583_FIELD_UNKNOWN',
-          String(id),
-          `bit ${id} is set but spec ${spec.name} does not define the field`,
-          cur.pos,
-        );
-      let v = c.next(cur);
-      if (v === null) {
-        if (checkSub && c.sub !== undefined) {
-          // Subfield errors come before the next field's: this value is needed now.
-          v = decodeLatin1(cur.chars, cur.cstart, cur.cpos);
-          cur.cpos = cur.cstart;
-        } else {
-          // Characters to cut out of the one string made below.
-          textAt[texts] = count;
-          textStart[texts] = cur.cstart;
-          textEnd[texts++] = cur.cpos;
-          count++;
-          continue;
-        }
-      }
-      if (checkSub && c.sub !== undefined) {
-        if (c.sub.kind === 'tlv') c.sub.parse(v as Uint8Array, cur.dataStart);
-        else c.sub.split(v, cur.dataStart);
-      }
-      dense[count++] = v;
-    }
-  }
+  const texts = FieldCodec.readFields(table, cur, [words0, w1, w2, w3], dense, checkSub, spec.name);
   if (cur.pos !== end)
     throw new Iso8583Error(
       'ISO8583_TRAILING_BYTES',
@@ -784,7 +755,7 @@ export function unpackMessage(
     );
   if (texts > 0) {
     const all = decodeLatin1(cur.chars, 0, cur.cpos);
-    for (let i = 0; i < texts; i++) dense[textAt[i]!] = all.substring(textStart[i]!, textEnd[i]!);
+    for (let i = 0; i < texts; i++) dense[TEXT_AT[i]!] = all.substring(TEXT_START[i]!, TEXT_END[i]!);
   }
   return Iso8583Message.fromParts(spec, mti, words0, w1, w2, w3, dense);
 }
