@@ -346,7 +346,10 @@ export class FieldCodec {
   static readFields(
     table: readonly (FieldCodec | undefined)[],
     cur: ReadCursor,
-    words: readonly [number, number, number, number],
+    w0: number,
+    w1: number,
+    w2: number,
+    w3: number,
     dense: FieldValue[],
     checkSub: boolean,
     specName: string,
@@ -361,7 +364,7 @@ export class FieldCodec {
     let count = 0;
     let texts = 0;
     for (let k = 0; k < 4; k++) {
-      let word = words[k]!;
+      let word = k === 0 ? w0 : k === 1 ? w1 : k === 2 ? w2 : w3;
       fields: while (word !== 0) {
         const j = Math.clz32(word);
         word &= ~(0x80000000 >>> j);

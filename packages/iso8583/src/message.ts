@@ -745,7 +745,7 @@ export function unpackMessage(
   cur.reset(bytes, pos, end);
   const words0 = w0 & 0x7fffffff; // bit 1 is the secondary bitmap indicator, not a field
   const dense: FieldValue[] = new Array(popcount(words0) + popcount(w1) + popcount(w2) + popcount(w3));
-  const texts = FieldCodec.readFields(table, cur, [words0, w1, w2, w3], dense, checkSub, spec.name);
+  const texts = FieldCodec.readFields(table, cur, words0, w1, w2, w3, dense, checkSub, spec.name);
   if (cur.pos !== end)
     throw new Iso8583Error(
       'ISO8583_TRAILING_BYTES',
