@@ -97,10 +97,12 @@ describe('FramedServer and FramedClient', () => {
     await server.close();
   });
   test('idle connections are closed; connections beyond the maximum are refused', async () => {
+    const closedIds: number[] = [];
     const server = await FramedServer.listen({
       idleTimeoutMs: 50,
       maxConnections: 1,
       handler: async (f) => f,
+      onClose: (c) => closedIds.push(c.id),
     });
     const s1 = connect(server.port, '127.0.0.1');
     const closed1 = new Promise((r) => s1.on('close', r));
