@@ -2,7 +2,8 @@
 // Runs every package's tests and the repository-level tests with node:test.
 // Node 20's `--test` takes no globs, so the files are listed here. Test files
 // are TypeScript run through the tsx loader; packages are imported from their
-// built `dist` (the `test` script builds first).
+// built `dist` (the `test` script builds first). A test that leaves a handle open cannot hang
+// the run (--test-force-exit), and no single test runs longer than 2 minutes.
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -27,7 +28,7 @@ if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...files], {
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-force-exit', '--test-timeout=120000', ...files], {
   cwd: root,
   stdio: 'inherit',
 });
