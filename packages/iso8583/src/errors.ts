@@ -25,6 +25,8 @@ export const ISO8583_ERROR_CODES = {
   ISO8583_VALUE_INVALID: 'a value has a character its field type does not allow, or the wrong JS type',
   ISO8583_TLV_INVALID: 'BER-TLV data is malformed (tag, length or value past the end)',
   ISO8583_TRAILING_BYTES: 'bytes remain after the last field the bitmap announces',
+  ISO8583_MAC_FIELD_INVALID:
+    'the MAC field (64, or 128 with a secondary bitmap) is not the last field, or not 8 binary bytes',
   ISO8583_FRAME_EMPTY: 'a TCP frame declares a length of 0',
   ISO8583_FRAME_TOO_LARGE: 'a TCP frame declares or has a length above the named maximum frame size',
   ISO8583_FRAME_TRUNCATED:

@@ -60,3 +60,11 @@ export {
   TPDU_ID,
   type Tpdu,
 } from './framing.js';
+export {
+  MAC_BYTES,
+  type MacField,
+  macFieldOf,
+  macInputOf,
+  type PackedForMac,
+  packForMac,
+} from './mac-input.js';

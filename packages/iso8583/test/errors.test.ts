@@ -13,6 +13,7 @@ import {
   Iso8583Message,
   loadSpec,
   type MessageSpec,
+  macInputOf,
   pack,
   unpack,
 } from '../src/index.js';
@@ -377,6 +378,15 @@ const cases: Case[] = [
     'message',
     g0200.length,
     `message: 1 bytes remain after the last field (at byte ${g0200.length})`,
+  ],
+  [
+    'MAC input of a message whose last field is not the MAC field',
+    () =>
+      macInputOf(bin, pack(bin, new Iso8583Message(bin, '0200', { '3': '000000', '90': '0'.repeat(42) }))),
+    'ISO8583_MAC_FIELD_INVALID',
+    '128',
+    undefined,
+    '128: the last field must be the MAC field (64 without a secondary bitmap, 128 with one); it is 90',
   ],
 ];
 
