@@ -29,7 +29,10 @@ function queryError(e: unknown): StoreError {
   const code = (e as { code?: string }).code ?? 'unknown';
   const msg = e instanceof Error ? e.message : '';
   // Constraint messages name the table and column ("UNIQUE constraint failed: t.c"), never values.
-  const detail = /(UNIQUE|NOT NULL|CHECK|FOREIGN KEY|PRIMARY KEY) constraint failed(: [\w.]+(, [\w.]+)*)?/.exec(msg)?.[0] ?? code;
+  const detail =
+    /(UNIQUE|NOT NULL|CHECK|FOREIGN KEY|PRIMARY KEY) constraint failed(: [\w.]+(, [\w.]+)*)?/.exec(
+      msg,
+    )?.[0] ?? code;
   return new StoreError('STORE_QUERY_FAILED', `statement failed: ${detail}`);
 }
 
