@@ -41,7 +41,6 @@ export {
   MAC_BYTES,
   MAC_PADDING,
   type MacCheck,
-  macInputOf,
   packWithMac,
 } from './mac.js';
 export { SWITCH_MIGRATIONS } from './migrations.js';

@@ -1,48 +1,27 @@
 /**
- * The MAC of the network legs (docs/network.md "MAC input"): ISO 9797-1 MAC algorithm 3 (ANSI X9.19
- * retail MAC), padding method 1, 8 bytes, in field 64, under the link's ZAK, computed and checked by
- * the HSM (M6/M8). The MAC block (MAB) is the packed message from the MTI up to, not including, field
- * 64, packed with bit 64 set in the bitmap.
+ * The MAC of the network legs (docs/network.md "MAC field and input (MAB), every leg"): ISO 9797-1 MAC
+ * algorithm 3 (ANSI X9.19 retail MAC), padding method 1, 8 bytes, under the link's ZAK, computed and
+ * checked by the HSM (M6/M8).
  *
- * When field 64 is the last field (a purchase, an inquiry) that is the packed bytes minus their last 8,
- * taken from the bytes as received, never a re-packing. docs/network.md is silent on messages with
- * fields after 64 (field 90 of a void, refund or reversal): the switch reads it as the acquirer does
- * (packages/acquirer/src/mac.ts), the whole message without the 8 bytes of field 64, bit 64 still set,
- * so that field 90 is covered too. With no field after 64 both readings are the same bytes.
+ * Where the MAC goes and what it covers is the one rule of `@openposp/iso8583` (`macFieldOf`,
+ * `macInputOf`, `packForMac`): field 64 without a secondary bitmap, field 128 with one (a void, refund or
+ * reversal carrying field 90, and its answer, which echoes 90); the MAB is the packed message minus its
+ * last 8 bytes, taken from the bytes as received, never a re-packing. This file only adds the HSM calls.
  */
+import { type Iso8583Message, isIso8583Error, MAC_BYTES, macInputOf, packForMac } from '@openposp/iso8583';
 import type { SwitchHsm } from './hsm.js';
-import type { Iso8583Message } from '@openposp/iso8583';
 
-export const MAC_BYTES = 8;
+export { MAC_BYTES };
 export const MAC_ALGORITHM = 'iso9797-1-3' as const;
 export const MAC_PADDING = 1 as const;
-
-function hasFieldAfter64(m: Iso8583Message): boolean {
-  const ids = m.fieldIds();
-  return ids.length > 0 && ids[ids.length - 1]! > 64;
-}
-
-/**
- * The MAB of `m`, whose packed form (with 8 bytes in field 64) is `packed`. For a message with fields
- * after 64 it is `m` packed without field 64 and with bit 64 set again (the last bit of the primary
- * bitmap, which follows the MTI).
- */
-export function macInputOf(m: Iso8583Message, packed: Uint8Array): Uint8Array {
-  if (!hasFieldAfter64(m)) return packed.subarray(0, packed.length - MAC_BYTES);
-  if (m.spec.bitmapHex) throw new TypeError('macInputOf: hex bitmaps are not supported');
-  const c = m.clone();
-  c.unset(64);
-  const out = c.pack().slice();
-  const bitmapAt = m.spec.mtiEncoding === 'bcd' ? 2 : 4;
-  out[bitmapAt + 7]! |= 0x01;
-  return out;
-}
 
 export type MacCheck = 'ok' | 'missing' | 'bad';
 
 /**
- * Verifies the MAC of a received message under `zak`. `frame` is the exact bytes received. 'missing'
- * when field 64 is absent or not 8 bytes; 'bad' when it does not verify.
+ * Verifies the MAC of a received message under `zak`. `frame` is the exact bytes received, `m` what they
+ * unpacked to (its spec reads the frame). 'missing' when the last field is not the MAC field of 8 bytes
+ * (64 without a secondary bitmap, 128 with one: a MAC left in 64 beside field 90 is missing); 'bad' when
+ * it does not verify.
  */
 export async function checkMessageMac(
   hsm: SwitchHsm,
@@ -50,35 +29,39 @@ export async function checkMessageMac(
   m: Iso8583Message,
   frame: Uint8Array,
 ): Promise<MacCheck> {
-  const mac = m.get(64);
-  if (!(mac instanceof Uint8Array) || mac.length !== MAC_BYTES) return 'missing';
+  let mab: Uint8Array;
+  try {
+    mab = macInputOf(m.spec, frame);
+  } catch (e) {
+    if (isIso8583Error(e)) return 'missing';
+    throw e;
+  }
   const ok = await hsm.verifyMac({
     key: zak,
     algorithm: MAC_ALGORITHM,
     padding: MAC_PADDING,
     length: MAC_BYTES,
-    data: macInputOf(m, frame),
-    mac,
+    data: mab,
+    // The MAC field is last and fixed: its value is the last 8 bytes of the frame.
+    mac: frame.slice(frame.length - MAC_BYTES),
   });
   return ok ? 'ok' : 'bad';
 }
 
-/** Sets field 64 of `m` to its MAC under `zak` and returns the packed message (a fresh buffer). */
+/**
+ * Puts the MAC of `m` under `zak` in its MAC field (64 or 128; any MAC it carried is dropped) and returns
+ * the packed message. Until the HSM answers, `m` holds an 8-byte zero placeholder there.
+ */
 export async function packWithMac(hsm: SwitchHsm, zak: string, m: Iso8583Message): Promise<Uint8Array> {
-  // A placeholder first, so that the bitmap and field layout are those of the final message.
-  m.set(64, new Uint8Array(MAC_BYTES));
-  const placeholder = m.pack().slice();
+  const { bytes, mab, macField } = packForMac(m.spec, m);
   const mac = await hsm.generateMac({
     key: zak,
     algorithm: MAC_ALGORITHM,
     padding: MAC_PADDING,
     length: MAC_BYTES,
-    data: macInputOf(m, placeholder),
+    data: mab,
   });
-  m.set(64, mac);
-  if (!hasFieldAfter64(m)) {
-    placeholder.set(mac, placeholder.length - MAC_BYTES);
-    return placeholder;
-  }
-  return m.pack().slice();
+  bytes.set(mac, bytes.length - MAC_BYTES);
+  m.set(macField, mac);
+  return bytes;
 }

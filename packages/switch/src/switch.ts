@@ -454,7 +454,9 @@ export class SwitchService {
     }
     if (frame === null) {
       try {
+        // No MAC: not even the placeholder a failed packWithMac left (in 64, or 128 beside field 90).
         resp.unset(64);
+        resp.unset(128);
         frame = resp.pack().slice();
       } catch (e) {
         // An echo field the request carried does not pack (the request was odd): nothing to send.

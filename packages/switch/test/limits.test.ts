@@ -11,8 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decryptPinBlock } from '@openposp/crypto';
 import { createLogger, FramedClient } from '@openposp/net';
-import { registerHsmCommands } from '../../hsm/src/commands.js';
-import { HsmServer } from '../../hsm/src/server.js';
+import { HsmServer, registerHsmCommands } from '@openposp/hsm';
 import type { SwitchHsm } from '../src/hsm.js';
 import { type SwitchConfig, startSwitch } from '../src/index.js';
 import {

@@ -7,11 +7,7 @@
 import { adjustOddParity, encryptPinBlock, fromHex, wrapKeyBlock } from '@openposp/crypto';
 import { Iso8583Message, loadSpec, startResponse, unpack } from '@openposp/iso8583';
 import { type FramedClient, FramedServer } from '@openposp/net';
-// LocalHsm is not exported from @openposp/hsm's index yet (reported to the lead): the HSM comes from its
-// sources, all three from the same files so that their types agree.
-import { Hsm } from '../../hsm/src/hsm.js';
-import { createTestLmk } from '../../hsm/src/lmk.js';
-import { LocalHsm } from '../../hsm/src/local.js';
+import { createTestLmk, Hsm, LocalHsm } from '@openposp/hsm';
 
 export const spec = loadSpec('iso87-binary');
 export const framing = { prefix: 'binary2' } as const;
@@ -60,26 +56,39 @@ export async function zone(seed: string): Promise<Zone> {
   return { zpkClear, zakClear, zpk: zpk.keyBlock, zak: zak.keyBlock };
 }
 
-// --- The peers' own MAC code (docs/network.md "MAC input"), independent of the switch's. ---
+// --- The peers' own MAC code (docs/network.md "MAC field and input"), independent of the switch's and of
+// @openposp/iso8583's: the MAC is the last field, 64 without a secondary bitmap, 128 with one; the MAB is
+// the message packed without it, with its bit set in the bitmap. ---
 
-/** MAB: the packed message without the 8 bytes of field 64, bit 64 set. */
+/** 128 when a field above 64 other than the MAC itself is present (a secondary bitmap), else 64. */
+export function macFieldIn(m: Iso8583Message): 64 | 128 {
+  return m.fieldIds().some((id) => id > 64 && id !== 128) ? 128 : 64;
+}
+
+/** MAB: the packed message without its MAC field, the MAC field's bit set in the bitmap. */
 export function mabOf(m: Iso8583Message): Uint8Array {
+  const field = macFieldIn(m);
   const c = m.clone();
   c.unset(64);
+  c.unset(128);
   const out = c.pack().slice();
-  out[2 + 7]! |= 0x01; // BCD MTI (2 bytes), then the primary bitmap; bit 64 is its last bit
+  // BCD MTI (2 bytes), then the bitmaps: field n is bit n-1 counting from the first bitmap's top bit.
+  out[2 + ((field - 1) >> 3)]! |= 0x80 >> ((field - 1) & 7);
   return out;
 }
 
 export async function macAndPack(m: Iso8583Message, zak: string): Promise<Uint8Array> {
+  const field = macFieldIn(m);
   const mac = await api.generateMac({ key: zak, algorithm: 'iso9797-1-3', padding: 1, data: mabOf(m) });
-  m.set(64, mac);
+  m.unset(field === 64 ? 128 : 64);
+  m.set(field, mac);
   return m.pack().slice();
 }
 
 export async function macOk(m: Iso8583Message, zak: string): Promise<boolean> {
-  const mac = m.get(64);
-  if (!(mac instanceof Uint8Array)) return false;
+  const field = macFieldIn(m);
+  const mac = m.get(field);
+  if (!(mac instanceof Uint8Array) || m.has(field === 64 ? 128 : 64)) return false;
   return api.verifyMac({ key: zak, algorithm: 'iso9797-1-3', padding: 1, data: mabOf(m), mac });
 }
 

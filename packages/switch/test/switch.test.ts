@@ -303,20 +303,42 @@ describe('switch over TCP', () => {
     assert.equal((await sw.inquire({ rrn: m.get(37) as string })).at(-1)!.outcome, 'pin_invalid');
   });
 
-  test('a reversal (0400, field 90) is routed by BIN and its MAC covers field 90', async () => {
+  test('a reversal (0400, field 90): routed by BIN, its MAC in field 128 on both legs and covering 90', async () => {
     const stan = nextStan();
     const m = buy(PAN_A, { stan, pin: false });
     m.mti = '0400';
     m.set(39, '98');
     m.set(90, `0200${stan}1125103000${ACQ_A.padStart(11, '0')}${'0'.repeat(11)}`);
     const resp = await send(acq, m, zA.zak);
+    assert.ok(m.get(128) instanceof Uint8Array, 'the acquirer side put its MAC in 128');
     assert.equal(resp.mti, '0410');
     assert.equal(resp.get(39), '00');
     assert.ok(await macOk(resp, zA.zak));
+    assert.equal((resp.get(128) as Uint8Array).length, 8, 'the answer (echoing 90) carries its MAC in 128');
+    assert.equal(resp.get(64), undefined);
     const fwd = iss1.received.at(-1)!;
     assert.equal(fwd.msg.mti, '0400');
     assert.ok(fwd.macOk);
     assert.equal(fwd.msg.get(90), m.get(90));
+    assert.equal((fwd.msg.get(128) as Uint8Array).length, 8, 'forwarded with its MAC in 128');
+    assert.equal(fwd.msg.get(64), undefined);
+    assert.notEqual(
+      toHex(fwd.msg.get(128) as Uint8Array),
+      toHex(m.get(128) as Uint8Array),
+      'a new MAC, issuer ZAK',
+    );
+
+    // The MAC in 64 beside field 90 (the old reading): not the last field, so missing: A0.
+    const old = buy(PAN_A, { pin: false });
+    old.mti = '0400';
+    old.set(90, `0200${stan}1125103000${ACQ_A.padStart(11, '0')}${'0'.repeat(11)}`);
+    const oldMab = mabOf(old);
+    oldMab[2 + 15]! &= ~0x01; // bit 128 off ...
+    oldMab[2 + 7]! |= 0x01; // ... bit 64 on: the MAB of the old reading
+    old.set(64, await api.generateMac({ key: zA.zak, algorithm: 'iso9797-1-3', padding: 1, data: oldMab }));
+    const respOld = unpack(spec, await acq.request(old.pack().slice(), 5000));
+    assert.equal(respOld.get(39), 'A0');
+    assert.equal((await sw.inquire({ rrn: old.get(37) as string })).at(-1)!.outcome, 'mac_missing');
 
     // Field 90 altered after the MAC: A0.
     const m2 = buy(PAN_A, { pin: false });
