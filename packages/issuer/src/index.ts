@@ -58,7 +58,6 @@ export {
 } from './service.js';
 export {
   ISSUER_SPEC,
-  macFieldOf,
   packWithMac,
   parseRequest,
   type ParsedRequest,

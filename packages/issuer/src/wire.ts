@@ -3,24 +3,27 @@
  * zone ZAK (ISO 9797-1 algorithm 3 / ANSI X9.19, padding 1, 8 bytes) verified on every request and
  * generated on every answer, request fields turned into an `IssuerRequest`.
  *
- * MAC field: ISO 8583:1987 puts the MAC in field 64 when the message has only a primary bitmap and in
- * field 128 when it has a secondary one (a void, refund or reversal carries field 90). In both cases
- * the MAC field is the last field, so the MAC input is "the packed message minus its last 8 bytes",
- * docs/network.md's rule.
+ * MAC field and input: the one rule of `@openposp/iso8583` (`macFieldOf`, `macInputOf`, `packForMac`,
+ * docs/network.md "MAC field and input (MAB), every leg"): field 64 without a secondary bitmap, 128 with
+ * one (a void, refund or reversal carries field 90, and its answer echoes it); the MAB is the packed
+ * message minus its last 8 bytes, from the bytes as received. This file only adds the HSM calls.
  */
 import type { HsmApi } from '@openposp/hsm';
 import {
   type CompiledSpec,
   type Iso8583Message,
+  isIso8583Error,
   loadSpec,
+  MAC_BYTES,
+  macInputOf,
   pack,
+  packForMac,
   startResponse,
   unpack,
 } from '@openposp/iso8583';
 import type { IssuerRequest, OriginalDataElements } from './issuer.js';
 
 export const ISSUER_SPEC = 'iso87-binary';
-export const MAC_BYTES = 8;
 
 let spec: CompiledSpec | undefined;
 export function issuerSpec(): CompiledSpec {
@@ -28,48 +31,47 @@ export function issuerSpec(): CompiledSpec {
   return spec;
 }
 
-/** 64 without a secondary bitmap, 128 with one (ISO 8583:1987 bit 1 / bit 65..128). */
-export function macFieldOf(m: Iso8583Message): 64 | 128 {
-  return m.fieldIds().some((id) => id > 64 && id !== 128) ? 128 : 64;
-}
-
-/** X9.19 of the packed message minus its last 8 bytes (the MAC field, last by construction). */
+/**
+ * X9.19 of the MAB of `packed` (the bytes as received; `m` is what they unpacked to). False when the last
+ * field is not the MAC field of 8 bytes (64 without a secondary bitmap, 128 with one) or the MAC fails.
+ */
 export async function verifyMessageMac(
   hsm: HsmApi,
   zak: string,
   m: Iso8583Message,
   packed: Uint8Array,
 ): Promise<boolean> {
-  const field = macFieldOf(m);
-  const mac = m.get(field);
-  const other = field === 64 ? 128 : 64;
-  if (!(mac instanceof Uint8Array) || mac.length !== MAC_BYTES || m.has(other)) return false;
+  let mab: Uint8Array;
+  try {
+    mab = macInputOf(m.spec, packed);
+  } catch (e) {
+    if (isIso8583Error(e)) return false;
+    throw e;
+  }
   return hsm.verifyMac({
     key: zak,
     algorithm: 'iso9797-1-3',
     padding: 1,
     length: MAC_BYTES,
-    data: packed.subarray(0, packed.length - MAC_BYTES),
-    mac,
+    data: mab,
+    // The MAC field is last and fixed: its value is the last 8 bytes.
+    mac: packed.slice(packed.length - MAC_BYTES),
   });
 }
 
-/** Sets the MAC field of `m` (64 or 128) under the ZAK and returns the packed message. */
+/** Sets the MAC field of `m` (64 or 128; any other MAC dropped) under the ZAK and returns the packed message. */
 export async function packWithMac(hsm: HsmApi, zak: string, m: Iso8583Message): Promise<Uint8Array> {
-  const field = macFieldOf(m);
-  m.unset(field === 64 ? 128 : 64);
-  m.set(field, new Uint8Array(MAC_BYTES));
-  const packed = pack(m.spec, m);
+  const { bytes, mab, macField } = packForMac(m.spec, m);
   const mac = await hsm.generateMac({
     key: zak,
     algorithm: 'iso9797-1-3',
     padding: 1,
     length: MAC_BYTES,
-    data: packed.subarray(0, packed.length - MAC_BYTES),
+    data: mab,
   });
-  packed.set(mac, packed.length - MAC_BYTES);
-  m.set(field, mac);
-  return packed;
+  bytes.set(mac, bytes.length - MAC_BYTES);
+  m.set(macField, mac);
+  return bytes;
 }
 
 export type ParsedRequest = { ok: true; request: IssuerRequest } | { ok: false; field: string; rule: string };

@@ -39,11 +39,13 @@ export const CLEAR = {
   tpk: tdes('0123456789ABCDEFFEDCBA9876543210'),
   pvkIbm: tdes('0123456789ABCDEF0123456789ABCDEF'),
   pvkVisa: tdes('0123456789ABCDEFFEDCBA9876543210'),
+  /** The zone ZAK shared with the switch (to check the MAC independently of the HSM). */
+  zak: tdes('4C4C4C4C4C4C4C4C5D5D5D5D5D5D5D5D'),
 };
 export const KEYS = {
   zpk: lmk.wrapKey(CLEAR.zpk, attrs('P0', 'B')),
   zpkOther: lmk.wrapKey(tdes('1111222233334444555566667777AAAA'), attrs('P0', 'B')),
-  zak: lmk.wrapKey(tdes('4C4C4C4C4C4C4C4C5D5D5D5D5D5D5D5D'), attrs('M3', 'C')),
+  zak: lmk.wrapKey(CLEAR.zak, attrs('M3', 'C')),
   zakOther: lmk.wrapKey(tdes('6E6E6E6E6E6E6E6E7F7F7F7F7F7F7F7F'), attrs('M3', 'C')),
   panTokenKey: lmk.wrapKey(tdes('2A2A2A2A2A2A2A2A3B3B3B3B3B3B3B3B'), attrs('M3', 'C')),
   /** The enrolment PIN pad's TPK. */

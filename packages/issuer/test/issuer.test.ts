@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { encodePinBlockIso0, encryptPinBlock, toHex } from '@openposp/crypto';
+import { encodePinBlockIso0, encryptPinBlock, macX919, toHex } from '@openposp/crypto';
 import { createLogger, type Logger } from '@openposp/net';
 import type { Iso8583Message } from '@openposp/iso8583';
 import type { Store } from '@openposp/store';
@@ -511,6 +511,43 @@ describe('MAC', () => {
     const ok = await sendFrame(await frameOf(m));
     assert.equal(ok.code, '00', 'the genuine request with that identity is processed');
     assert.equal(await balanceOf(CARD.ibm.pan), bal - 100);
+  });
+
+  test('a void (field 90): MAC in 128 both ways, X9.19 of the bytes minus the last 8; 64 beside 90 and a changed 90 are A0', async () => {
+    const voidOf = (): Iso8583Message =>
+      buildRequest({
+        stan: nextStan(),
+        pan: CARD.ibm.pan,
+        processingCode: '020000',
+        amountMinor: 100,
+        original: { stan: '999997', transmissionDt: '1125999997' },
+      });
+    const m = voidOf();
+    const frame = await frameOf(m);
+    assert.equal((m.get(128) as Uint8Array).length, 8);
+    assert.equal(m.has(64), false);
+    assert.equal(frame[2]! & 0x80, 0x80, 'secondary bitmap');
+    // Independent of the HSM and of @openposp/iso8583: X9.19 under the clear ZAK, the frame minus its MAC.
+    const mab = frame.subarray(0, frame.length - 8);
+    assert.equal(toHex(frame.subarray(frame.length - 8)), toHex(macX919(CLEAR.zak, mab, { padding: 1 })));
+    const r = await sendFrame(frame);
+    assert.equal(r.code, '25', 'no such original: the request itself was believed');
+    assert.equal((r.message.get(128) as Uint8Array).length, 8, 'the answer echoes 90: MAC in 128');
+    assert.equal(r.message.has(64), false);
+
+    // The MAC in 64 beside field 90, over the message without it and bit 64 set (the reading before).
+    const old = m.clone();
+    old.set(11, nextStan());
+    old.unset(128);
+    const oldMab = packPlain(old).slice();
+    oldMab[2 + 7]! |= 0x01;
+    old.set(64, macX919(CLEAR.zak, oldMab, { padding: 1 }));
+    assert.equal((await sendFrame(packPlain(old))).code, 'A0');
+
+    // Field 90 (21 BCD bytes right before the MAC) changed after the MAC.
+    const changed = (await frameOf(voidOf())).slice();
+    changed[changed.length - 9]! ^= 0x01;
+    assert.equal((await sendFrame(changed)).code, 'A0');
   });
 });
 
