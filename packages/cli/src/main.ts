@@ -15,6 +15,14 @@ const USAGE = `usage: posp <command> [options]
 commands:
   crypto     payment crypto calculator (kcv, encrypt, decrypt, pinblock, mac, dukpt, tr31, sm3, pvv, ibm3624, cvv, batch)
   iso8583    describe or pack ISO 8583 messages (cup-pos, iso87-binary, iso87-ascii)
+  demo       set up and start a demo network, run a short day on three terminals, print the slips
+  up         set up (once) and run the network: HSM, two issuers, switch, POSP, each its own process
+  terminal   drive a terminal against a running network (sign-in, purchase, inquiry, void, refund)
+  txn        txn show: the state of one transaction at every party
+  hsm        the HSM: LMK ceremony (init), serve, audit verify
+  issuer     issuer serve --config FILE
+  switch     switch serve --config FILE
+  acquirer   acquirer serve --config FILE (the POSP)
   help       this text
 `;
 
@@ -28,6 +36,33 @@ export async function main(argv: string[], io: Io): Promise<number> {
     case 'iso8583': {
       const { iso8583Command } = await import('./iso8583.js');
       return iso8583Command(rest, io);
+    }
+    case 'hsm': {
+      const { hsmCommand } = await import('./hsm-cmd.js');
+      return hsmCommand(rest, io);
+    }
+    case 'issuer':
+    case 'switch':
+    case 'acquirer':
+    case 'posp': {
+      const { serveCommand } = await import('./serve.js');
+      return serveCommand(cmd === 'posp' ? 'acquirer' : cmd, rest, io);
+    }
+    case 'up': {
+      const { upCommand } = await import('./network/up.js');
+      return upCommand(rest, io);
+    }
+    case 'demo': {
+      const { demoCommand } = await import('./network/demo.js');
+      return demoCommand(rest, io);
+    }
+    case 'terminal': {
+      const { terminalCommand } = await import('./network/terminal-cmd.js');
+      return terminalCommand(rest, io);
+    }
+    case 'txn': {
+      const { txnCommand } = await import('./network/txn.js');
+      return txnCommand(rest, io);
     }
     case undefined:
     case 'help':

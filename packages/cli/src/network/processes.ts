@@ -1,0 +1,184 @@
+/**
+ * Runs a network directory's services, each as its own child process (`posp <service> serve ...`), as
+ * in production: HSM, then the issuers, the switch, the POSP. Each child's output goes to
+ * logs/<name>.out; a service counts as up when it has printed its "listening on" line and its port
+ * accepts a TCP connection. Stopping sends SIGTERM in reverse order and waits (bounded) for each exit.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { NetworkManifest } from './layout.js';
+
+/** How long one service may take to print its ready line. */
+export const SERVICE_START_TIMEOUT_MS = 30_000;
+/** How long a stopped service may take to exit before it is killed. */
+export const SERVICE_STOP_TIMEOUT_MS = 10_000;
+/** The last characters of a child's stderr kept for an error message. */
+const STDERR_TAIL_CHARS = 2000;
+
+/** A service did not come up (its output file says why); not a usage error. */
+export class ServiceStartError extends Error {
+  override name = 'ServiceStartError';
+}
+
+/** The `posp` entry point the children run (bin/posp.js, which loads the built dist). */
+export const POSP_BIN = fileURLToPath(new URL('../../bin/posp.js', import.meta.url));
+
+export interface ServiceProcess {
+  name: string;
+  port: number;
+  child: ChildProcess;
+  outFile: string;
+}
+
+export interface RunningNetwork {
+  services: ServiceProcess[];
+  /** Resolves with the first service that exits on its own (not by stop()). */
+  unexpectedExit: Promise<{ name: string; code: number | null; signal: string | null }>;
+  stop(): Promise<void>;
+}
+
+function probePort(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    const done = (ok: boolean) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+    s.setTimeout(1000, () => done(false));
+  });
+}
+
+function startOne(
+  name: string,
+  args: string[],
+  port: number,
+  host: string,
+  logsDir: string,
+): Promise<ServiceProcess> {
+  const outFile = join(logsDir, `${name}.out`);
+  const out: WriteStream = createWriteStream(outFile, { flags: 'a' });
+  const child = spawn(process.execPath, [POSP_BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  child.stdout!.pipe(out, { end: false });
+  child.stderr!.pipe(out, { end: false });
+  child.once('exit', () => out.end());
+  let seen = '';
+  let errTail = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    errTail = (errTail + d.toString('utf8')).slice(-STDERR_TAIL_CHARS);
+  });
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const fail = (why: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(new ServiceStartError(`${name}: ${why}${errTail ? `\n${errTail.trim()}` : ''}`));
+    };
+    const timer = setTimeout(
+      () => fail(`not ready within ${SERVICE_START_TIMEOUT_MS} ms (see ${outFile})`),
+      SERVICE_START_TIMEOUT_MS,
+    );
+    child.once('exit', (code) => fail(`exited with code ${code} before it was ready (see ${outFile})`));
+    child.once('error', (e) => fail(`could not start: ${e.message}`));
+    const onData = async (d: Buffer) => {
+      seen += d.toString('utf8');
+      if (!/listening on /.test(seen)) return;
+      child.stdout!.off('data', onData);
+      if (!(await probePort(host, port)))
+        return fail(`printed its ready line but port ${port} does not answer`);
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      child.removeAllListeners('exit');
+      child.once('exit', () => out.end());
+      resolve({ name, port, child, outFile });
+    };
+    child.stdout!.on('data', onData);
+  });
+}
+
+function stopOne(s: ServiceProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (s.child.exitCode !== null || s.child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => s.child.kill('SIGKILL'), SERVICE_STOP_TIMEOUT_MS);
+    s.child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    s.child.kill('SIGTERM');
+  });
+}
+
+/** Starts every service of the manifest as a child process; on any failure stops those already up. */
+export async function startNetworkProcesses(
+  m: NetworkManifest,
+  progress: (line: string) => void = () => {},
+): Promise<RunningNetwork> {
+  const services: ServiceProcess[] = [];
+  let stopping = false;
+  const stop = async () => {
+    stopping = true;
+    for (const s of [...services].reverse()) await stopOne(s);
+  };
+  try {
+    const hsmArgs = [
+      'hsm',
+      'serve',
+      '--sealed',
+      m.hsm.sealed,
+      '--host',
+      m.host,
+      '--port',
+      String(m.hsm.port),
+    ];
+    for (const c of m.hsm.components) hsmArgs.push('--component', c);
+    hsmArgs.push('--audit', m.hsm.audit);
+    services.push(await startOne('hsm', hsmArgs, m.hsm.port, m.host, m.logs));
+    progress(`hsm      up on ${m.host}:${m.hsm.port} (pid ${services.at(-1)!.child.pid})`);
+    const issuers = await Promise.allSettled(
+      m.issuers.map((i) =>
+        startOne(`issuer-${i.id}`, ['issuer', 'serve', '--config', i.config], i.port, m.host, m.logs),
+      ),
+    );
+    for (const r of issuers) if (r.status === 'fulfilled') services.push(r.value);
+    const failed = issuers.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    for (const s of services.slice(1))
+      progress(`${s.name.padEnd(8)} up on ${m.host}:${s.port} (pid ${s.child.pid})`);
+    services.push(
+      await startOne(
+        'switch',
+        ['switch', 'serve', '--config', m.switch.config],
+        m.switch.port,
+        m.host,
+        m.logs,
+      ),
+    );
+    progress(`switch   up on ${m.host}:${m.switch.port} (pid ${services.at(-1)!.child.pid})`);
+    services.push(
+      await startOne('posp', ['acquirer', 'serve', '--config', m.posp.config], m.posp.port, m.host, m.logs),
+    );
+    progress(`posp     up on ${m.host}:${m.posp.port} (pid ${services.at(-1)!.child.pid})`);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  const unexpectedExit = new Promise<{ name: string; code: number | null; signal: string | null }>(
+    (resolve) => {
+      for (const s of services)
+        s.child.once('exit', (code, signal) => {
+          if (!stopping) resolve({ name: s.name, code, signal });
+        });
+    },
+  );
+  return { services, unexpectedExit, stop };
+}
