@@ -29,7 +29,7 @@ export {
   RRN_DIGITS,
   type TxnType,
 } from './journal.js';
-export { MAC_BYTES, macInputOf, prepareForMac } from './mac.js';
+export { checkMessageMac, MAC_BYTES, type MacCheck, type MacScheme, packWithMac } from './mac.js';
 export { ACQUIRER_MIGRATIONS } from './migrations.js';
 export {
   type AcquirerLogger,

@@ -1,45 +1,82 @@
 /**
- * The MAC input block (MAB) of docs/network.md: the packed message from the MTI up to, not including,
- * field 64, packed with bit 64 set in the bitmap; TPDU, header and length prefix are not MACed.
+ * The POSP's MACs, on both of its legs (docs/network.md): the UnionPay ECB MAC under the terminal's TAK
+ * (cup-pos) and X9.19 (ISO 9797-1 algorithm 3, padding 1) under the acquirer–switch ZAK (iso87-binary),
+ * both computed and checked by the HSM (M6/M8).
  *
- * When field 64 is the last field (every terminal-leg message: cup-pos has no secondary bitmap) that is
- * the packed bytes minus their last 8, and a received message is MACed over the bytes as received, never
- * a re-packing of them. docs/network.md is silent on messages with fields after 64 (a void's or refund's
- * field 90 on the network leg): our reading is that the MAB is the whole message without the 8 bytes of
- * field 64 (bit 64 still set), so that field 90 is covered too. With no field after 64 both readings are
- * the same bytes. (Decision recorded in README.md; the switch must do the same.)
+ * Where the MAC goes and what it covers is the one rule of `@openposp/iso8583` (`macFieldOf`,
+ * `macInputOf`, `packForMac`; docs/network.md "MAC field and input (MAB), every leg"): the MAC is the last
+ * field, 64 without a secondary bitmap (every cup-pos message, a purchase or inquiry on the network
+ * leg), 128 with one (a void or refund carrying field 90 on the network leg, and its answer); the MAB is
+ * the packed message minus its last 8 bytes. A received message is MACed over the bytes as received
+ * (with enciphered track data, the bytes before 35/36 were cut out to unpack them). This file only adds
+ * the HSM calls.
  */
-import type { Iso8583Message } from '@openposp/iso8583';
+import {
+  type CompiledSpec,
+  type Iso8583Message,
+  isIso8583Error,
+  MAC_BYTES,
+  macInputOf,
+  packForMac,
+} from '@openposp/iso8583';
+import { AcquirerError } from './errors.js';
+import type { AcquirerHsm } from './hsm.js';
 
-export const MAC_BYTES = 8;
+export { MAC_BYTES };
 
-/** True when the message has a field numbered above 64. */
-function hasFieldAfter64(msg: Iso8583Message): boolean {
-  const ids = msg.fieldIds();
-  return ids.length > 0 && ids[ids.length - 1]! > 64;
+/** The MAC of one leg: the key block and how the HSM computes it. */
+export interface MacScheme {
+  /** TAK (terminal leg) or ZAK (network leg): a key block under the LMK. */
+  key: string;
+  /** `cup-ecb` on the terminal leg, `iso9797-1-3` (X9.19) on the network leg. */
+  algorithm: 'cup-ecb' | 'iso9797-1-3';
+  /** ISO 9797-1 padding method (X9.19: 1); not for cup-ecb. */
+  padding?: 1;
+}
+
+/** 'missing': the last field is not the MAC field of 8 bytes (no MAC, or a MAC in 64 beside field 90). */
+export type MacCheck = 'ok' | 'missing' | 'bad';
+
+function request(scheme: MacScheme, data: Uint8Array) {
+  return scheme.padding === undefined
+    ? { key: scheme.key, algorithm: scheme.algorithm, data }
+    : { key: scheme.key, algorithm: scheme.algorithm, padding: scheme.padding, data };
+}
+
+/** Verifies the MAC of `bytes` (a message of `spec`, exactly as received) under `scheme`. */
+export async function checkMessageMac(
+  hsm: AcquirerHsm,
+  spec: CompiledSpec,
+  bytes: Uint8Array,
+  scheme: MacScheme,
+): Promise<MacCheck> {
+  let mab: Uint8Array;
+  try {
+    mab = macInputOf(spec, bytes);
+  } catch (e) {
+    if (isIso8583Error(e)) return 'missing';
+    throw e;
+  }
+  // The MAC field is last and fixed: its value is the last 8 bytes.
+  const ok = await hsm.verifyMac({ ...request(scheme, mab), mac: bytes.slice(bytes.length - MAC_BYTES) });
+  return ok ? 'ok' : 'bad';
 }
 
 /**
- * MAB of a message whose packed form is `packed` and which carries field 64 (as received, or packed with
- * an 8-byte placeholder in 64). Returns undefined when field 64 is absent or not 8 bytes.
+ * Puts the MAC of `m` under `scheme` in its MAC field (64 or 128; any MAC it carried is dropped) and
+ * returns `m` packed under `spec`. Until the HSM answers, `m` holds an 8-byte zero placeholder there.
  */
-export function macInputOf(msg: Iso8583Message, packed: Uint8Array): Uint8Array | undefined {
-  const mac = msg.get(64);
-  if (!(mac instanceof Uint8Array) || mac.length !== MAC_BYTES) return undefined;
-  if (!hasFieldAfter64(msg)) return packed.subarray(0, packed.length - MAC_BYTES);
-  if (msg.spec.bitmapHex) throw new TypeError('macInputOf: hex bitmaps are not supported');
-  const c = msg.clone();
-  c.unset(64);
-  const out = c.pack().slice();
-  // Bit 64 is the last bit of the primary bitmap, right after the MTI.
-  const bitmapAt = msg.spec.mtiEncoding === 'bcd' ? 2 : 4;
-  out[bitmapAt + 7]! |= 0x01;
-  return out;
-}
-
-/** The packed message with a placeholder in field 64, and its MAB, ready for the HSM to MAC. */
-export function prepareForMac(msg: Iso8583Message): { mab: Uint8Array } {
-  msg.set(64, new Uint8Array(MAC_BYTES));
-  const packed = msg.pack();
-  return { mab: macInputOf(msg, packed)!.slice() };
+export async function packWithMac(
+  hsm: AcquirerHsm,
+  spec: CompiledSpec,
+  m: Iso8583Message,
+  scheme: MacScheme,
+): Promise<Uint8Array> {
+  const { bytes, mab, macField } = packForMac(spec, m);
+  const mac = (await hsm.generateMac(request(scheme, mab))).slice(0, MAC_BYTES);
+  if (mac.length !== MAC_BYTES)
+    throw new AcquirerError('ACQUIRER_HSM_UNAVAILABLE', 'hsm.generateMac', 'the MAC is shorter than 8 bytes');
+  bytes.set(mac, bytes.length - MAC_BYTES);
+  m.set(macField, mac);
+  return bytes;
 }

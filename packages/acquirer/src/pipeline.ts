@@ -35,7 +35,7 @@ import {
 } from './clock.js';
 import { AcquirerError } from './errors.js';
 import type { Journal, JournalEntry, TxnType } from './journal.js';
-import { macInputOf, prepareForMac } from './mac.js';
+import { checkMessageMac, packWithMac } from './mac.js';
 import type { TerminalRecord, TerminalTable } from './terminals.js';
 
 /** Response codes the POSP itself answers (docs/network.md, plus 03 and 97: see README.md). */
@@ -333,15 +333,12 @@ export const verifyTerminalMac: Step = {
   name: 'verifyTerminalMac',
   boundMs: hsmBound,
   async run(ctx) {
-    const mab = macInputOf(ctx.req, ctx.bytes);
-    if (mab === undefined) return RC.formatError;
-    const ok = await ctx.deps.hsm.verifyMac({
+    const mac = await checkMessageMac(ctx.deps.hsm, ctx.deps.cupSpec, ctx.bytes, {
       key: ctx.terminal!.tak!,
       algorithm: 'cup-ecb',
-      data: mab,
-      mac: bytes(ctx.req, 64)!,
     });
-    return ok ? undefined : RC.macFailed;
+    if (mac === 'missing') return RC.formatError;
+    return mac === 'ok' ? undefined : RC.macFailed;
   },
 };
 
@@ -509,6 +506,10 @@ export const translatePin: Step = {
 
 const pad11 = (id: string): string => id.padStart(11, '0');
 
+/** The network leg's MAC: X9.19 (ISO 9797-1 algorithm 3, padding 1) under the acquirer–switch ZAK. */
+const NETWORK_MAC = (deps: PipelineDeps) =>
+  ({ key: deps.config.zak, algorithm: 'iso9797-1-3', padding: 1 }) as const;
+
 /** Step: the iso87-binary request for the switch, MACed (X9.19, padding 1) under the acquirer–switch ZAK. */
 export const buildNetworkRequest: Step = {
   name: 'buildNetworkRequest',
@@ -545,16 +546,9 @@ export const buildNetworkRequest: Step = {
         `${o.networkMti}${o.stan}${o.transmissionDateTime}${pad11(o.acquirerId)}${pad11(o.forwardingId ?? '0')}`,
       );
     }
-    const { mab } = prepareForMac(m);
-    const mac = await deps.hsm.generateMac({
-      key: deps.config.zak,
-      algorithm: 'iso9797-1-3',
-      padding: 1,
-      data: mab,
-    });
-    m.set(64, mac.slice(0, 8));
+    // The MAC in 64, or in 128 when field 90 gives the message a secondary bitmap (docs/network.md).
+    ctx.netFrame = await packWithMac(deps.hsm, deps.netSpec, m, NETWORK_MAC(deps));
     ctx.netRequest = m;
-    ctx.netFrame = m.pack().slice();
     return undefined;
   },
 };
@@ -595,25 +589,16 @@ export const sendToSwitch: Step = {
       );
       const a = unpack(deps.netSpec, raw);
       const problem = answerProblem(ctx, a);
-      const mab = macInputOf(a, raw);
       if (problem !== undefined) {
         ctx.notes.push(`switch-answer-${problem}`);
-      } else if (mab === undefined) {
-        ctx.notes.push('switch-answer-no-mac');
       } else {
-        const ok = await bounded(
-          deps.hsm.verifyMac({
-            key: deps.config.zak,
-            algorithm: 'iso9797-1-3',
-            padding: 1,
-            data: mab,
-            mac: bytes(a, 64)!,
-          }),
+        const mac = await bounded(
+          checkMessageMac(deps.hsm, deps.netSpec, raw, NETWORK_MAC(deps)),
           deps.config.timeouts.hsmMs,
           'verifySwitchMac',
         );
-        if (ok) answer = a;
-        else ctx.notes.push('switch-answer-mac-failed');
+        if (mac === 'ok') answer = a;
+        else ctx.notes.push(mac === 'missing' ? 'switch-answer-no-mac' : 'switch-answer-mac-failed');
       }
     } catch (e) {
       ctx.error = e;
@@ -906,13 +891,12 @@ export async function buildAnswer(ctx: TxnContext, code: string): Promise<Iso858
   }
   if (tak === undefined) return a;
   try {
-    const { mab } = prepareForMac(a);
-    const mac = await bounded(
-      deps.hsm.generateMac({ key: tak, algorithm: 'cup-ecb', data: mab }),
+    // Sets 64 of the answer (cup-pos has no secondary bitmap); the server packs the answer again.
+    await bounded(
+      packWithMac(deps.hsm, deps.cupSpec, a, { key: tak, algorithm: 'cup-ecb' }),
       deps.config.timeouts.hsmMs,
       'answerMac',
     );
-    a.set(64, mac);
   } catch (e) {
     // The terminal will not believe an answer without a valid MAC and reverses (issue 6): the safe side.
     a.unset(64);

@@ -32,17 +32,11 @@ import {
   unpack,
 } from '@openposp/iso8583';
 import { createLogger, FramedClient, FramedServer } from '@openposp/net';
-// LocalHsm is not exported from @openposp/hsm yet: the HSM is taken from its sources, all from one place.
-import { Hsm } from '../../hsm/src/hsm.js';
-import { createTestLmk } from '../../hsm/src/lmk.js';
-import { LocalHsm } from '../../hsm/src/local.js';
-import { HsmServer } from '../../hsm/src/server.js';
-import { registerHsmCommands } from '../../hsm/src/commands.js';
+import { createTestLmk, Hsm, HsmServer, LocalHsm, registerHsmCommands } from '@openposp/hsm';
 import {
   type AcquirerConfig,
   type AcquirerHandle,
   type AcquirerHsm,
-  macInputOf,
   startAcquirer,
   unpackTerminalMessage,
 } from '../src/index.js';
@@ -76,8 +70,20 @@ function oddComponent(byte: number): Uint8Array {
 
 export interface SwitchSeen {
   msg: Iso8583Message;
+  /** The request's last field is its MAC field and the X9.19 MAC over the bytes before it verifies. */
   macOk: boolean;
+  /** Where the request carried its MAC: 128 with a secondary bitmap, else 64. */
+  macField: 64 | 128;
   pin: string | undefined;
+}
+
+/**
+ * The switch side's own reading of docs/network.md "MAC field and input (MAB)", independent of the
+ * POSP's and of @openposp/iso8583's: the MAC is the last field, 128 when bit 1 announces a secondary
+ * bitmap, else 64; the MAB is the bytes before it (the frame minus its last 8).
+ */
+function macFieldOfFrame(frame: Uint8Array): 64 | 128 {
+  return (frame[2]! & 0x80) !== 0 ? 128 : 64; // BCD MTI (2 bytes), then the primary bitmap
 }
 
 export type SwitchBehaviour = (
@@ -95,6 +101,8 @@ export interface Harness {
   clock: { now: Date };
   tmkClear: Uint8Array;
   tmkBlock: string;
+  /** The acquirer–switch ZAK: its block under the LMK (the POSP's) and in clear (the switch's copy). */
+  zak: { block: string; clear: Uint8Array };
   terminal: TestTerminal;
   close(): Promise<void>;
 }
@@ -136,11 +144,16 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     framing: { prefix: 'binary2' },
     handler: async (frame) => {
       const m = unpack(net, frame);
-      const mac = m.get(64) as Uint8Array;
-      const macOk = toHex(macX919(zakClear, macInputOf(m, frame)!, { padding: 1 })) === toHex(mac);
+      const macField = macFieldOfFrame(frame);
+      const mac = m.get(macField);
+      const ids = m.fieldIds();
+      const macOk =
+        mac instanceof Uint8Array &&
+        ids[ids.length - 1] === macField &&
+        toHex(macX919(zakClear, frame.subarray(0, frame.length - 8), { padding: 1 })) === toHex(mac);
       const pb = m.get(52) as Uint8Array | undefined;
       const pin = pb ? decodePinBlockIso0(tdesDecryptEcb(zpkClear, pb), m.get(2) as string) : undefined;
-      seen.push({ msg: m, macOk, pin });
+      seen.push({ msg: m, macOk, macField, pin });
       const what = behaviour.fn(m);
       if (what === 'silent') return null;
       if (typeof what === 'object' && what.delayMs) await new Promise((r) => setTimeout(r, what.delayMs));
@@ -151,12 +164,14 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       a.set(15, '1125');
       a.set(33, '00010000');
       if (typeof what === 'object' && what.balance !== undefined) a.set(54, what.balance);
-      a.set(64, new Uint8Array(8));
+      // The answer echoes 90 (void, refund): then it has a secondary bitmap and its MAC goes in 128.
+      const answerMacField = a.fieldIds().some((id) => id > 64) ? 128 : 64;
+      a.set(answerMacField, new Uint8Array(8));
       const packed = a.pack().slice();
-      const tag = macX919(zakClear, macInputOf(a, packed)!, { padding: 1 });
+      const tag = macX919(zakClear, packed.subarray(0, packed.length - 8), { padding: 1 });
       if (what === 'bad-mac') tag[0]! ^= 0x01;
-      a.set(64, tag);
-      return a.pack().slice();
+      packed.set(tag, packed.length - 8);
+      return packed;
     },
   });
 
@@ -209,6 +224,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     clock,
     tmkClear,
     tmkBlock: tmk.keyBlock,
+    zak: { block: zak.keyBlock, clear: zakClear },
     terminal,
     async close() {
       await terminal.close();

@@ -1,6 +1,6 @@
 /**
  * The POSP's edges: bounds (a slow HSM), concurrent duplicates, what the wire can throw at it, the HSM
- * over TCP, terminal registration, inquiries, configuration, and the MAB rule with fields after 64.
+ * over TCP, terminal registration, inquiries, configuration, and the network-leg MAC with field 90 (in 128).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { macX919, toHex } from '@openposp/crypto';
 import { Iso8583Message, joinCupFrame, splitCupFrame, unpack } from '@openposp/iso8583';
 import fc from 'fast-check';
 import {
@@ -16,8 +17,9 @@ import {
   bounded,
   loadAcquirerConfig,
   loadTerminalsFile,
+  checkMessageMac,
   localTimeOf,
-  macInputOf,
+  packWithMac,
   resolveMmdd,
   validateAcquirerConfig,
 } from '../src/index.js';
@@ -353,34 +355,44 @@ test('resolveMmdd: the year that puts MMDD nearest the POSP date (property, with
   );
 });
 
-test('MAB with a field after 64 (90 on the network leg): the message without the 8 MAC bytes, bit 64 set', () => {
-  fc.assert(
-    fc.property(fc.uint8Array({ minLength: 8, maxLength: 8 }), fc.stringMatching(/^\d{42}$/), (mac, f90) => {
-      const m = new Iso8583Message(net, '0200', {
-        3: '020000',
-        11: '000001',
-        41: TERMINAL_ID,
-        64: mac,
-        90: f90,
-      });
-      const packed = m.pack().slice();
-      const mab = macInputOf(m, packed)!;
-      // Exactly 8 bytes shorter, and the same for any MAC value.
-      const other = m.clone();
-      other.set(64, new Uint8Array(8).fill(0xee));
-      const mab2 = macInputOf(other, other.pack().slice())!;
-      assert.equal(mab.length, packed.length - 8);
-      assert.deepEqual(mab, mab2);
-      // Field 90 is inside the MAB (its BCD digits are the last 21 bytes).
-      assert.equal(Buffer.from(mab.subarray(mab.length - 21)).toString('hex'), f90);
-      // Bit 64 is set in the primary bitmap.
-      assert.equal(mab[2 + 7]! & 1, 1);
-    }),
-    { numRuns: 200 },
-  );
-  // Without fields after 64 it is the packed bytes minus the last 8, as received.
-  const m = new Iso8583Message(net, '0200', { 3: '000000', 11: '000001', 64: new Uint8Array(8).fill(1) });
-  const packed = m.pack().slice();
-  assert.deepEqual(macInputOf(m, packed), packed.subarray(0, packed.length - 8));
-  assert.equal(macInputOf(new Iso8583Message(net, '0200', { 3: '000000' }), packed), undefined);
+test('network-leg MAC with field 90: in 128, X9.19 of the bytes minus their last 8 (bit 128 set, 90 covered)', async () => {
+  const h = await startHarness();
+  try {
+    const scheme = { key: h.zak.block, algorithm: 'iso9797-1-3', padding: 1 } as const;
+    await fc.assert(
+      fc.asyncProperty(fc.stringMatching(/^\d{42}$/), fc.boolean(), async (f90, staleMac) => {
+        const m = new Iso8583Message(net, '0200', { 3: '020000', 11: '000001', 41: TERMINAL_ID, 90: f90 });
+        if (staleMac) m.set(64, new Uint8Array(8).fill(0xee)); // a MAC left in 64 is dropped, never kept
+        const bytes = await packWithMac(h.hsm, net, m, scheme);
+        assert.equal(bytes[2]! & 0x80, 0x80, 'secondary bitmap');
+        assert.equal(m.has(64), false);
+        assert.deepEqual(m.get(128), bytes.subarray(bytes.length - 8));
+        const mab = bytes.subarray(0, bytes.length - 8);
+        // Independent of the HSM: X9.19 under the clear ZAK (the switch's copy).
+        assert.equal(toHex(macX919(h.zak.clear, mab, { padding: 1 })), toHex(m.get(128) as Uint8Array));
+        assert.equal(mab[2 + 15]! & 1, 1, 'bit 128 set in the MAB');
+        assert.equal(mab[2 + 7]! & 1, 0, 'bit 64 clear');
+        assert.equal(
+          Buffer.from(mab.subarray(mab.length - 21)).toString('hex'),
+          f90,
+          '90 right before the MAC',
+        );
+        assert.equal(await checkMessageMac(h.hsm, net, bytes, scheme), 'ok');
+        const changed = bytes.slice();
+        changed[changed.length - 9]! ^= 0x01; // a digit of field 90
+        assert.equal(await checkMessageMac(h.hsm, net, changed, scheme), 'bad');
+      }),
+      { numRuns: 25 },
+    );
+    // Without a field after 64 the MAC is in 64; a MAC in 64 beside field 90 is not the last field: missing.
+    const p = new Iso8583Message(net, '0200', { 3: '000000', 11: '000001' });
+    const packed = await packWithMac(h.hsm, net, p, scheme);
+    assert.equal(packed[2]! & 0x80, 0);
+    assert.equal((p.get(64) as Uint8Array).length, 8);
+    const old = new Iso8583Message(net, '0200', { 3: '020000', 64: new Uint8Array(8), 90: '0'.repeat(42) });
+    assert.equal(await checkMessageMac(h.hsm, net, old.pack().slice(), scheme), 'missing');
+    assert.equal(await checkMessageMac(h.hsm, net, new Uint8Array([0x02, 0x00, 0x01]), scheme), 'missing');
+  } finally {
+    await h.close();
+  }
 });

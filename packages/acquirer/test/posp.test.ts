@@ -81,6 +81,7 @@ describe('purchase through the switch', () => {
     assert.equal(h.seen.length, 1);
     const s = h.seen[0]!;
     assert.equal(s.macOk, true);
+    assert.equal(s.macField, 64, 'a purchase has no secondary bitmap: MAC in 64');
     assert.equal(s.pin, CARD.pin);
     assert.equal(s.msg.mti, '0200');
     assert.equal(s.msg.get(2), CARD.pan);
@@ -239,6 +240,9 @@ describe('void and refund find their original', () => {
     assert.equal(sent.get('90.4'), ACQUIRER_ID.padStart(11, '0'));
     assert.equal(sent.get('90.5'), '00000010000');
     assert.equal(h.seen.at(-1)!.macOk, true, 'the MAC covers field 90 as the switch computes it');
+    assert.equal(h.seen.at(-1)!.macField, 128, 'field 90 means a secondary bitmap: the MAC is in 128');
+    assert.equal(sent.get(64), undefined);
+    assert.ok(t.answerMacOk(v.message), 'the answer (MAC in 128 from the switch) was believed and MACed');
     const after = await h.posp.inquire(String(p.answer.get(37)));
     assert.equal(after?.voidedByRrn, v.answer.get(37));
     // The same purchase cannot be voided twice.
@@ -275,6 +279,10 @@ describe('void and refund find their original', () => {
     assert.equal(sent.mti, '0200');
     assert.equal(sent.get(3), '200000');
     assert.equal(sent.get('90.2'), stan);
+    assert.equal(h.seen.at(-1)!.macOk, true);
+    assert.equal(h.seen.at(-1)!.macField, 128);
+    assert.equal((sent.get(128) as Uint8Array).length, 8);
+    assert.equal(sent.get(64), undefined);
     const over = await t.send(t.mac(t.financial('refund', { amount: 2001, original: orig })));
     assert.equal(rc(over.answer), '13', 'refunds together stay within the original');
     const rest = await t.send(t.mac(t.financial('refund', { amount: 2000, original: orig })));
