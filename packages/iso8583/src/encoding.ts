@@ -167,15 +167,31 @@ export function decodeEbcdicInto(
 // ------------------------------------------------------------------------------------------------
 // Packed BCD. Two decimal digits per byte, high nibble first (ISO 8583:1987 clause 4.3, "n" packed).
 // Track data (type z) also allows nibble D, the field separator of ISO/IEC 7813 track 2 ('=' in ASCII).
+// A field with `bcd.nibbles: "hex"` allows every nibble 0-F, read back as upper-case hex characters: the
+// UnionPay terminal enciphers 8 bytes of the packed track 2 under the TDK in place (53 position 3 = 1).
 // ------------------------------------------------------------------------------------------------
+
+/** Which nibbles a BCD field carries (`charset` of the BCD functions below). */
+export const BCD_DIGITS = 0;
+/** Digits and D, the track 2 separator (type z); '=' and 'd' are accepted when packing and written as D. */
+export const BCD_TRACK = 1;
+/** Any nibble, as an upper-case hex character (`bcd.nibbles: "hex"`, type n); 'a'-'f' accepted when packing. */
+export const BCD_HEX = 2;
+/** BCD_HEX for track data (type z): also '=' when packing, written as D. */
+export const BCD_HEX_TRACK = 3;
 
 /** Decoded characters are written here, then read out as one string (no per-digit concatenation). */
 let scratch = new Uint8Array(256);
 
-/** Nibble value of a character for BCD packing: 0-9, D (and '=') for track data; -1 otherwise. */
-function nibbleOf(c: number, track: boolean): number {
+/** Nibble value of a character for BCD packing under `charset` (BCD_*); -1 when it is not allowed. */
+function nibbleOf(c: number, charset: number): number {
   if (c >= 48 && c <= 57) return c - 48;
-  if (track && (c === 68 || c === 61 || c === 100)) return 13; // 'D', '=', 'd'
+  if (charset >= BCD_HEX) {
+    if (c >= 65 && c <= 70) return c - 55; // 'A'-'F'
+    if (c >= 97 && c <= 102) return c - 87; // 'a'-'f'
+    return charset === BCD_HEX_TRACK && c === 61 ? 13 : -1; // '='
+  }
+  if (charset === BCD_TRACK && (c === 68 || c === 61 || c === 100)) return 13; // 'D', '=', 'd'
   return -1;
 }
 
@@ -189,7 +205,7 @@ export function encodeBcd(
   field: string,
   leftJustified: boolean,
   padNibble: number,
-  track: boolean,
+  charset: number,
 ): void {
   const n = s.length;
   const nbytes = (n + 1) >> 1;
@@ -199,37 +215,47 @@ export function encodeBcd(
   let i = 0;
   const odd = (n & 1) === 1;
   if (odd && !leftJustified) {
-    const d = nibbleOf(s.charCodeAt(0), track);
-    if (d < 0) throw badDigit(field, 0, track);
+    const d = nibbleOf(s.charCodeAt(0), charset);
+    if (d < 0) throw badDigit(field, 0, charset);
     buf[p++] = (padNibble << 4) | d;
     i = 1;
   }
   const stop = odd && leftJustified ? n - 1 : n;
   for (; i < stop; i += 2) {
-    const h = nibbleOf(s.charCodeAt(i), track);
-    const l = nibbleOf(s.charCodeAt(i + 1), track);
-    if (h < 0) throw badDigit(field, i, track);
-    if (l < 0) throw badDigit(field, i + 1, track);
+    const h = nibbleOf(s.charCodeAt(i), charset);
+    const l = nibbleOf(s.charCodeAt(i + 1), charset);
+    if (h < 0) throw badDigit(field, i, charset);
+    if (l < 0) throw badDigit(field, i + 1, charset);
     buf[p++] = (h << 4) | l;
   }
   if (odd && leftJustified) {
-    const d = nibbleOf(s.charCodeAt(n - 1), track);
-    if (d < 0) throw badDigit(field, n - 1, track);
+    const d = nibbleOf(s.charCodeAt(n - 1), charset);
+    if (d < 0) throw badDigit(field, n - 1, charset);
     buf[p++] = (d << 4) | padNibble;
   }
   w.pos = p;
 }
 
-function badDigit(field: string, i: number, track: boolean): Iso8583Error {
-  return new Iso8583Error(
-    'ISO8583_VALUE_INVALID',
-    field,
-    track ? `character ${i} is not a digit or the separator D/=` : `character ${i} is not a digit`,
-  );
+const BAD_DIGIT_RULES = [
+  'is not a digit',
+  'is not a digit or the separator D/=',
+  'is not a hex digit',
+  'is not a hex digit or the separator =',
+];
+
+function badDigit(field: string, i: number, charset: number): Iso8583Error {
+  return new Iso8583Error('ISO8583_VALUE_INVALID', field, `character ${i} ${BAD_DIGIT_RULES[charset]}`);
 }
 
 function badNibble(field: string, offset: number): Iso8583Error {
   return new Iso8583Error('ISO8583_BCD_INVALID', field, 'a BCD nibble is not a decimal digit', offset);
+}
+
+/** The pad nibble of odd BCD is not 0 or F (any other nibble is data under BCD_HEX, so it gets its own rule). */
+function badPad(field: string, offset: number, charset: number): Iso8583Error {
+  return charset >= BCD_HEX
+    ? new Iso8583Error('ISO8583_BCD_INVALID', field, 'the BCD pad nibble is not 0 or F', offset)
+    : badNibble(field, offset);
 }
 
 /** A pad nibble read back must be 0 or F (both are in use; jPOS writes 0, UnionPay track data F). */
@@ -238,8 +264,8 @@ function isPadNibble(v: number): boolean {
 }
 
 /**
- * Unpack `digits` characters from bytes starting at `start` (ceil(digits/2) bytes, already bounds-checked).
- * Invalid nibbles throw ISO8583_BCD_INVALID at the offending byte.
+ * Unpack `digits` characters (digits >= 0) from bytes starting at `start` (ceil(digits/2) bytes, already
+ * bounds-checked). Invalid nibbles throw ISO8583_BCD_INVALID at the offending byte.
  */
 export function decodeBcd(
   bytes: Uint8Array,
@@ -247,43 +273,16 @@ export function decodeBcd(
   digits: number,
   field: string,
   leftJustified: boolean,
-  track: boolean,
+  charset: number,
 ): string {
   if (scratch.length < digits) scratch = new Uint8Array(digits * 2);
-  const out = scratch;
-  let p = start;
-  let o = 0;
-  const odd = (digits & 1) === 1;
-  if (odd && !leftJustified) {
-    const b = bytes[p]!;
-    if (!isPadNibble(b >> 4)) throw badNibble(field, p);
-    out[o++] = charOf(b & 15, track, field, p);
-    p++;
-  }
-  const stop = p + (digits >> 1);
-  for (; p < stop; p++) {
-    const b = bytes[p]!;
-    const h = b >> 4;
-    const l = b & 15;
-    if (h < 10 && l < 10) {
-      out[o++] = 48 + h;
-      out[o++] = 48 + l;
-    } else {
-      out[o++] = charOf(h, track, field, p);
-      out[o++] = charOf(l, track, field, p);
-    }
-  }
-  if (odd && leftJustified) {
-    const b = bytes[p]!;
-    if (!isPadNibble(b & 15)) throw badNibble(field, p);
-    out[o++] = charOf(b >> 4, track, field, p);
-  }
-  return latin1Slice.call(out, 0, o);
+  const o = decodeBcdInto(bytes, start, digits, field, leftJustified, charset, scratch, 0);
+  return latin1Slice.call(scratch, 0, o);
 }
 
 /**
- * `decodeBcd` into `out` at `o` (returns the index after the last character): the unpack hot path, which
- * makes one string of all text fields at the end. Same checks, same errors, same offsets as decodeBcd.
+ * `decodeBcd` into `out` at `o` (returns the index after the last character): the unpack path, which
+ * makes one string of all text fields at the end. Reads exactly bytes [start, start + ceil(digits / 2)).
  */
 export function decodeBcdInto(
   bytes: Uint8Array,
@@ -291,23 +290,17 @@ export function decodeBcdInto(
   digits: number,
   field: string,
   leftJustified: boolean,
-  track: boolean,
+  charset: number,
   out: Uint8Array,
   o: number,
 ): number {
-  if (digits < 0) {
-    // Only a variable x+n field announced with length 0 gets here (no room for its sign): keep what
-    // decodeBcd makes of it.
-    const s = decodeBcd(bytes, start, digits, field, leftJustified, track);
-    for (let i = 0; i < s.length; i++) out[o++] = s.charCodeAt(i);
-    return o;
-  }
+  if (!(digits >= 0)) throw new RangeError('decodeBcdInto: digits must be >= 0');
   let p = start;
   const odd = (digits & 1) === 1;
   if (odd && !leftJustified) {
     const b = bytes[p]!;
-    if (!isPadNibble(b >> 4)) throw badNibble(field, p);
-    out[o++] = charOf(b & 15, track, field, p);
+    if (!isPadNibble(b >> 4)) throw badPad(field, p, charset);
+    out[o++] = charOf(b & 15, charset, field, p);
     p++;
   }
   const stop = p + (digits >> 1);
@@ -319,23 +312,24 @@ export function decodeBcdInto(
       out[o] = 48 + h;
       out[o + 1] = 48 + l;
     } else {
-      out[o] = charOf(h, track, field, p);
-      out[o + 1] = charOf(l, track, field, p);
+      out[o] = charOf(h, charset, field, p);
+      out[o + 1] = charOf(l, charset, field, p);
     }
     o += 2;
   }
   if (odd && leftJustified) {
     const b = bytes[p]!;
-    if (!isPadNibble(b & 15)) throw badNibble(field, p);
-    out[o++] = charOf(b >> 4, track, field, p);
+    if (!isPadNibble(b & 15)) throw badPad(field, p, charset);
+    out[o++] = charOf(b >> 4, charset, field, p);
   }
   return o;
 }
 
-/** A nibble as a character code: a digit, or D (13) in track data; anything else is ISO8583_BCD_INVALID. */
-function charOf(v: number, track: boolean, field: string, offset: number): number {
-  if (v < 10) return 48 + v;
-  if (track && v === 13) return 68;
+const HEX_CHAR = Uint8Array.from('0123456789ABCDEF', (c) => c.charCodeAt(0));
+
+/** A nibble as a character code under `charset`; a nibble it does not allow is ISO8583_BCD_INVALID. */
+function charOf(v: number, charset: number, field: string, offset: number): number {
+  if (v < 10 || charset >= BCD_HEX || (charset === BCD_TRACK && v === 13)) return HEX_CHAR[v]!;
   throw badNibble(field, offset);
 }
 

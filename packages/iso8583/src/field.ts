@@ -9,6 +9,10 @@
  */
 
 import {
+  BCD_DIGITS,
+  BCD_HEX,
+  BCD_HEX_TRACK,
+  BCD_TRACK,
   decodeBcdInto,
   decodeEbcdicInto,
   decodeHexAscii,
@@ -53,6 +57,8 @@ const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
  */
 const PAIRS_DIGITS = new Uint16Array(256);
 const PAIRS_TRACK = new Uint16Array(256);
+/** Every byte (`bcd.nibbles: "hex"`): its two upper-case hex characters. */
+const PAIRS_HEX = new Uint16Array(256);
 for (let v = 0; v < 256; v++) {
   const h = v >> 4;
   const l = v & 15;
@@ -61,7 +67,10 @@ for (let v = 0; v < 256; v++) {
   const unit = LITTLE_ENDIAN ? first | (second << 8) : (first << 8) | second;
   PAIRS_DIGITS[v] = h < 10 && l < 10 ? unit : 0;
   PAIRS_TRACK[v] = (h < 10 || h === 13) && (l < 10 || l === 13) ? unit : 0;
+  PAIRS_HEX[v] = unit;
 }
+/** The pair table of each BCD charset (BCD_DIGITS, BCD_TRACK, BCD_HEX, BCD_HEX_TRACK). */
+const PAIRS_BY_CHARSET = [PAIRS_DIGITS, PAIRS_TRACK, PAIRS_HEX, PAIRS_HEX];
 
 /** Number of decimal digits in each variable-length prefix (ISO 8583:1987 clause 4.2: LL, LLL). */
 const PREFIX_DIGITS: Record<string, number> = { fixed: 0, LL: 2, LLL: 3, LLLL: 4 };
@@ -92,6 +101,8 @@ export class FieldCodec {
   private readonly padNibble: number;
   /** @internal */
   readonly track: boolean;
+  /** @internal Which nibbles BCD data may hold: BCD_DIGITS, BCD_TRACK, BCD_HEX or BCD_HEX_TRACK. */
+  readonly charset: number;
   /** @internal */
   readonly signed: boolean;
   private readonly numeric: boolean;
@@ -130,6 +141,8 @@ export class FieldCodec {
     this.leftJustified = spec.bcd?.justify === 'left';
     this.padNibble = spec.bcd ? Number.parseInt(spec.bcd.pad, 16) : 0;
     this.track = spec.type === 'z';
+    const hex = spec.bcd?.nibbles === 'hex';
+    this.charset = this.track ? (hex ? BCD_HEX_TRACK : BCD_TRACK) : hex ? BCD_HEX : BCD_DIGITS;
     this.signed = spec.type === 'x+n';
     this.numeric = spec.type === 'n';
     const defaultPad =
@@ -213,9 +226,9 @@ export class FieldCodec {
       case ENC_BCD:
         if (this.signed) {
           w.byte(s.charCodeAt(0));
-          encodeBcd(s.length === 1 ? '' : s.slice(1), w, id, this.leftJustified, this.padNibble, false);
+          encodeBcd(s.length === 1 ? '' : s.slice(1), w, id, this.leftJustified, this.padNibble, BCD_DIGITS);
         } else {
-          encodeBcd(s, w, id, this.leftJustified, this.padNibble, this.track);
+          encodeBcd(s, w, id, this.leftJustified, this.padNibble, this.charset);
         }
         return;
       case ENC_EBCDIC:
@@ -429,14 +442,14 @@ export class FieldCodec {
           const nbytes = (n + 1) >> 1;
           if (q + nbytes > end) break;
           const left = c.leftJustified;
-          if (n <= SMALL_DIGITS_MAX && !c.track) {
+          if (n <= SMALL_DIGITS_MAX && c.charset === BCD_DIGITS) {
             const v = bcdSmall(b, q, n, left);
             if (v < 0) break;
             dense[count++] = smallDigits(n, v);
             p = q + nbytes;
             continue fields;
           }
-          const pairs = c.track ? PAIRS_TRACK : PAIRS_DIGITS;
+          const pairs = PAIRS_BY_CHARSET[c.charset]!;
           const odd = (n & 1) === 1;
           let x = o;
           // Two-character stores go to even indexes: skip a character when needed (never part of a value).
@@ -524,6 +537,9 @@ export class FieldCodec {
       const n = this.readPrefix(b, pos, end);
       pos += this.prefixBytes;
       if (!this.unitBytes) {
+        // A signed BCD amount counts its sign: 0 leaves no room for it (and would read past the field).
+        if (n === 0 && this.signed && this.enc === ENC_BCD)
+          throw new Iso8583Error('ISO8583_LENGTH_INVALID', id, 'a signed amount needs its sign', prefixAt);
         chars = n;
         nbytes = this.wireBytes(n);
       } else {
@@ -549,9 +565,9 @@ export class FieldCodec {
           if (sign !== 67 && sign !== 68)
             throw new Iso8583Error('ISO8583_VALUE_INVALID', id, 'amount sign is not C or D', pos);
           out[from] = sign;
-          cur.cpos = decodeBcdInto(b, pos + 1, chars - 1, id, this.leftJustified, false, out, from + 1);
+          cur.cpos = decodeBcdInto(b, pos + 1, chars - 1, id, this.leftJustified, BCD_DIGITS, out, from + 1);
         } else {
-          cur.cpos = decodeBcdInto(b, pos, chars, id, this.leftJustified, this.track, out, from);
+          cur.cpos = decodeBcdInto(b, pos, chars, id, this.leftJustified, this.charset, out, from);
         }
         return null;
       case ENC_EBCDIC:

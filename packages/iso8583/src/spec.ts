@@ -69,6 +69,13 @@ export interface BcdSpec {
   justify: 'left' | 'right';
   /** The pad nibble as one hex character, `0` (default) or `F`. */
   pad: string;
+  /**
+   * Which nibbles the data may hold. `decimal` (default): 0-9, and D for `z`; any other nibble is
+   * ISO8583_BCD_INVALID. `hex`: every nibble 0-F, read back as upper-case hex characters (a clear track
+   * reads the same, D stays D); for UnionPay track data partly enciphered under the TDK in place
+   * (53 position 3 = 1). Types `n` and `z` only.
+   */
+  nibbles?: 'decimal' | 'hex';
 }
 
 /** Padding of a fixed-length text field whose value is shorter than the length. */
@@ -339,10 +346,18 @@ function checkField(v: unknown, path: string): void {
     const bp = `${path}.bcd`;
     if (v.encoding !== 'bcd') fail(bp, 'only for bcd encoding');
     if (!isObject(v.bcd)) fail(bp, 'must be an object');
-    checkKeys(v.bcd, bp, ['justify', 'pad']);
+    checkKeys(v.bcd, bp, ['justify', 'pad', 'nibbles']);
     checkEnum(v.bcd, 'justify', bp, ['left', 'right']);
     if (typeof v.bcd.pad !== 'string' || !/^[0-9A-F]$/.test(v.bcd.pad))
       fail(`${bp}.pad`, 'must be one upper-case hex character');
+    if (v.bcd.nibbles !== undefined) {
+      checkEnum(v.bcd, 'nibbles', bp, ['decimal', 'hex']);
+      if (v.bcd.nibbles === 'hex') {
+        if (type !== 'n' && type !== 'z') fail(`${bp}.nibbles`, 'hex nibbles apply to types n and z only');
+        // With unit bytes the digit count comes from a trailing F pad nibble, which hex data may hold.
+        if (len.unit === 'bytes') fail(`${bp}.nibbles`, 'hex nibbles need length.unit chars');
+      }
+    }
   }
   if (v.pad !== undefined) {
     if (type === 'b') fail(`${path}.pad`, 'binary fields are not padded');
