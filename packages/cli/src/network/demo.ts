@@ -110,7 +110,12 @@ function dayOf(): Step[] {
         t.refund({
           card: byTrack(ok),
           amountMinor: 3000,
-          original: { rrn: done[2]!.rrn!, date: done[2]!.localDate, stan: done[2]!.stan },
+          original: {
+            rrn: done[2]!.rrn!,
+            date: done[2]!.localDate,
+            stan: done[2]!.stan,
+            batchNumber: done[2]!.batchNumber,
+          },
         }),
     },
   ];

@@ -6,7 +6,7 @@
  *   posp terminal inquiry  --dir D --terminal ID (--card PAN | --track2 T) --pin-stdin
  *   posp terminal void     --dir D --terminal ID (--card PAN | --track2 T) --original-stan N [--pin-stdin]
  *   posp terminal refund   --dir D --terminal ID (--card PAN | --track2 T) --amount 1.00
- *                          --original-rrn R --original-date MMDD [--original-stan N]
+ *                          --original-rrn R --original-date MMDD [--original-stan N [--original-batch N]]
  *   posp terminal status   --dir D --terminal ID
  *
  * The PIN is read from stdin (first line), never from argv (argv is visible to other users in `ps`).
@@ -34,7 +34,7 @@ const USAGE = `usage: posp terminal sign-in  --dir D --terminal ID [--json]
        posp terminal inquiry  --dir D --terminal ID (--card PAN | --track2 T) --pin-stdin [--json]
        posp terminal void     --dir D --terminal ID (--card PAN | --track2 T) --original-stan N [--pin-stdin] [--json]
        posp terminal refund   --dir D --terminal ID (--card PAN | --track2 T) --amount 1.00
-                              --original-rrn R --original-date MMDD [--original-stan N] [--json]
+                              --original-rrn R --original-date MMDD [--original-stan N [--original-batch N]] [--json]
        posp terminal status   --dir D --terminal ID
 
   Drives a terminal of a network started with \`posp up --dir D\`. The PIN is read from stdin, never from
@@ -137,6 +137,7 @@ export async function terminalCommand(args: string[], io: Io): Promise<number> {
         'original-stan',
         'original-rrn',
         'original-date',
+        'original-batch',
       ],
       switches: ['pin-stdin', 'json'],
     });
@@ -180,7 +181,19 @@ export async function terminalCommand(args: string[], io: Io): Promise<number> {
         const rrn = required(f, 'original-rrn');
         const date = required(f, 'original-date');
         const stan = f.values.get('original-stan');
-        run = (t) => t.refund({ card, amountMinor, original: { rrn, date, ...(stan ? { stan } : {}) } });
+        const batch = f.values.get('original-batch');
+        // The POSP finds the original by terminal, batch and STAN (61): without --original-batch the
+        // terminal's current batch is meant.
+        run = async (t) =>
+          t.refund({
+            card,
+            amountMinor,
+            original: {
+              rrn,
+              date,
+              ...(stan ? { stan, batchNumber: batch ?? (await t.status()).batchNumber } : {}),
+            },
+          });
       }
     }
     term = await openNetworkTerminal(m, id);
