@@ -126,7 +126,7 @@ for (let b = 0; b < 8; b++) {
 }
 // PC2 tables give each round key as two words in the layout the round function uses: W0 holds the
 // six-bit groups of S-boxes 1, 3, 5, 7 and W1 those of boxes 2, 4, 6, 8, each in the top six bits of
-// a byte (see desRounds). C only feeds boxes 1-4 (the top 16 bits of W0 and W1) and D only boxes
+// a byte (see feistel). C only feeds boxes 1-4 (the top 16 bits of W0 and W1) and D only boxes
 // 5-8 (the low 16 bits), so one 32-bit entry carries a slice's bits for both words:
 // C entry = W0[31..16] | W1[31..16] >>> 16; D entry = W0[15..0] << 16 | W1[15..0].
 // Index: [C or D][slice 0..3 of 7 bits][7-bit value].
@@ -153,30 +153,80 @@ for (let half = 0; half < 2; half++) {
 }
 
 /**
- * FIPS 46-3 key schedule of the key (hi, lo): 16 round keys, two words each (see PC2_T), into `ks`
- * (32 entries). Allocation-free: DUKPT runs it for every key step.
+ * The eight SP tables in one array (box n at 64 * n): one base pointer in the round loop. Entries
+ * are rotated right by one bit, as the rounds keep both halves rotated (see feistel).
  */
-function desKeySchedule(hi: number, lo: number, ks: Int32Array): void {
-  let c =
-    PC1_C[(hi >>> 24) & 255]! |
-    PC1_C[256 + ((hi >>> 16) & 255)]! |
-    PC1_C[512 + ((hi >>> 8) & 255)]! |
-    PC1_C[768 + (hi & 255)]! |
-    PC1_C[1024 + ((lo >>> 24) & 255)]! |
-    PC1_C[1280 + ((lo >>> 16) & 255)]! |
-    PC1_C[1536 + ((lo >>> 8) & 255)]! |
-    PC1_C[1792 + (lo & 255)]!;
-  let d =
-    PC1_D[(hi >>> 24) & 255]! |
-    PC1_D[256 + ((hi >>> 16) & 255)]! |
-    PC1_D[512 + ((hi >>> 8) & 255)]! |
-    PC1_D[768 + (hi & 255)]! |
-    PC1_D[1024 + ((lo >>> 24) & 255)]! |
-    PC1_D[1280 + ((lo >>> 16) & 255)]! |
-    PC1_D[1536 + ((lo >>> 8) & 255)]! |
-    PC1_D[1792 + (lo & 255)]!;
-  for (let r = 0; r < 16; r++) {
-    const s = SHIFTS[r]!;
+const SPT = new Int32Array(512);
+for (let box = 0; box < 8; box++) {
+  for (let v = 0; v < 64; v++) {
+    const x = SP[box]![v]!;
+    SPT[64 * box + v] = (x >>> 1) | (x << 31);
+  }
+}
+
+/** Output of the word-level DES functions. Module scratch, read right after each call. */
+const OUT = new Int32Array(4);
+
+/**
+ * Left rotation (within 28 bits) of C and D before each round, FIPS 46-3 key schedule. Encryption
+ * uses the standard's shifts. Decryption needs the round keys backwards: K16 is C0 D0 itself (the
+ * shifts add up to 28), and each earlier key is a right rotation by that round's shift, i.e. a left
+ * rotation by 28 minus it.
+ */
+const ROT_ENC = Int32Array.from(SHIFTS);
+const ROT_DEC = Int32Array.from(SHIFTS, (_, i) => (i === 0 ? 0 : 28 - SHIFTS[16 - i]!));
+
+/**
+ * FIPS 46-3 f(R, K): E expansion XOR the round key, S-boxes and P through the SP tables.
+ *
+ * E expansion by rotation: R rotated right by 1 has the six input bits of S-boxes 1, 3, 5, 7 in the
+ * top six bits of its four bytes, R rotated left by 3 those of boxes 2, 4, 6, 8; the round key comes
+ * as two words (k0, k1) in the same layout (see PC2_T). The rounds hold both halves rotated right
+ * by 1 (rotation commutes with XOR), so `rr` is already the first of these words and the SPT
+ * entries come out rotated the same way: one rotation per round instead of two.
+ */
+function feistel(rr: number, k0: number, k1: number): number {
+  const u = rr ^ k0;
+  const v = ((rr << 4) | (rr >>> 28)) ^ k1;
+  return (
+    SPT[u >>> 26]! |
+    SPT[128 + ((u >>> 18) & 63)]! |
+    SPT[256 + ((u >>> 10) & 63)]! |
+    SPT[384 + ((u >>> 2) & 63)]! |
+    SPT[64 + (v >>> 26)]! |
+    SPT[192 + ((v >>> 18) & 63)]! |
+    SPT[320 + ((v >>> 10) & 63)]! |
+    SPT[448 + ((v >>> 2) & 63)]!
+  );
+}
+
+/** FIPS 46-3 PC-1 through byte tables `tc`, `td` (PC1_C/PC1_D or their IP-domain twins); C in OUT[0], D in OUT[1]. */
+function pc1(hi: number, lo: number, tc: Int32Array, td: Int32Array): void {
+  const b0 = (hi >>> 24) & 255;
+  const b1 = 256 + ((hi >>> 16) & 255);
+  const b2 = 512 + ((hi >>> 8) & 255);
+  const b3 = 768 + (hi & 255);
+  const b4 = 1024 + ((lo >>> 24) & 255);
+  const b5 = 1280 + ((lo >>> 16) & 255);
+  const b6 = 1536 + ((lo >>> 8) & 255);
+  const b7 = 1792 + (lo & 255);
+  OUT[0] = tc[b0]! | tc[b1]! | tc[b2]! | tc[b3]! | tc[b4]! | tc[b5]! | tc[b6]! | tc[b7]!;
+  OUT[1] = td[b0]! | td[b1]! | td[b2]! | td[b3]! | td[b4]! | td[b5]! | td[b6]! | td[b7]!;
+}
+
+/**
+ * The 16 rounds on (l, r) after IP, under the key whose PC-1 halves are (c, d); the round keys are
+ * made on the fly (FIPS 46-3 key schedule: rotate C and D, then PC-2), so no schedule is written
+ * to memory (nothing to wipe, and DUKPT has a new key at every step). `decrypt` walks the keys
+ * backwards. Leaves the pre-output block [R16, L16] in OUT[0..1] (FIPS 46-3: the halves are
+ * swapped before IP^-1).
+ */
+function desRounds(l: number, r: number, c: number, d: number, decrypt: boolean): void {
+  const rot = decrypt ? ROT_DEC : ROT_ENC;
+  l = (l >>> 1) | (l << 31); // halves held rotated right by 1 (see feistel)
+  r = (r >>> 1) | (r << 31);
+  for (let i = 0; i < 16; i++) {
+    const s = rot[i]!;
     c = ((c << s) | (c >>> (28 - s))) & 0x0fffffff;
     d = ((d << s) | (d >>> (28 - s))) & 0x0fffffff;
     const cw =
@@ -189,73 +239,64 @@ function desKeySchedule(hi: number, lo: number, ks: Int32Array): void {
       PC2_T[640 + ((d >>> 14) & 127)]! |
       PC2_T[768 + ((d >>> 7) & 127)]! |
       PC2_T[896 + (d & 127)]!;
-    ks[2 * r] = (cw & 0xffff0000) | (dw >>> 16);
-    ks[2 * r + 1] = (cw << 16) | (dw & 0xffff);
+    const t = l ^ feistel(r, (cw & 0xffff0000) | (dw >>> 16), (cw << 16) | (dw & 0xffff));
+    l = r;
+    r = t;
   }
-}
-
-/** The schedule of K XOR M is schedule(K) XOR schedule(M): every step of it is a bit selection. */
-function xorSchedule(dst: Int32Array, a: Int32Array, b: Int32Array): void {
-  for (let i = 0; i < 32; i++) dst[i] = a[i]! ^ b[i]!;
-}
-
-/** The eight SP tables in one array (box n at 64 * n): one base pointer in the round loop. */
-const SPT = new Int32Array(512);
-for (let box = 0; box < 8; box++) SPT.set(SP[box]!, 64 * box);
-
-/** Output of the word-level DES functions: [hi, lo]. Module scratch, read right after each call. */
-const OUT = new Int32Array(2);
-
-/**
- * The 16 rounds on (l, r) after IP; `decrypt` walks the round keys backwards. Leaves [R16, L16]
- * (the pre-output block, FIPS 46-3: the halves are swapped before IP^-1) in OUT.
- *
- * E expansion by rotation: R rotated right by 1 has the six input bits of S-boxes 1, 3, 5, 7 in the
- * top six bits of its four bytes, R rotated left by 3 those of boxes 2, 4, 6, 8.
- */
-function desRounds(l: number, r: number, ks: Int32Array, decrypt: boolean): void {
-  if (decrypt) {
-    for (let o = 30; o >= 0; o -= 4) {
-      l ^= feistel(r, ks[o]!, ks[o + 1]!);
-      r ^= feistel(l, ks[o - 2]!, ks[o - 1]!);
-    }
-  } else {
-    for (let o = 0; o < 32; o += 4) {
-      l ^= feistel(r, ks[o]!, ks[o + 1]!);
-      r ^= feistel(l, ks[o + 2]!, ks[o + 3]!);
-    }
-  }
-  OUT[0] = r;
-  OUT[1] = l;
+  OUT[0] = (r << 1) | (r >>> 31);
+  OUT[1] = (l << 1) | (l >>> 31);
 }
 
 /**
- * Encryption rounds under the schedule ks XOR kx, i.e. under the key K XOR X when ks and kx are the
- * schedules of K and X (the schedule is linear), without writing that schedule out.
+ * Two blocks at once: lane A under the key (c, d) as in `desRounds`, lane B under the key whose
+ * schedule is that of A XOR `kb` (the key schedule is a bit selection, so the schedule of K XOR M
+ * is schedule(K) XOR schedule(M)). With kb = KS_C0_* lane B runs under K XOR C0C0C0C000000000,
+ * the DUKPT key variant; with kb = KS_ZERO both lanes share the key. One round key serves both
+ * lanes, and the two independent Feistel chains overlap in the CPU. Pre-outputs in OUT[0..1] (A)
+ * and OUT[2..3] (B).
  */
-function desRoundsXorKey(l: number, r: number, ks: Int32Array, kx: Int32Array): void {
-  for (let o = 0; o < 32; o += 4) {
-    l ^= feistel(r, ks[o]! ^ kx[o]!, ks[o + 1]! ^ kx[o + 1]!);
-    r ^= feistel(l, ks[o + 2]! ^ kx[o + 2]!, ks[o + 3]! ^ kx[o + 3]!);
+function desRoundsPair(
+  la: number,
+  ra: number,
+  lb: number,
+  rb: number,
+  c: number,
+  d: number,
+  decrypt: boolean,
+  kb: Int32Array,
+): void {
+  const rot = decrypt ? ROT_DEC : ROT_ENC;
+  la = (la >>> 1) | (la << 31); // halves held rotated right by 1 (see feistel)
+  ra = (ra >>> 1) | (ra << 31);
+  lb = (lb >>> 1) | (lb << 31);
+  rb = (rb >>> 1) | (rb << 31);
+  for (let i = 0; i < 16; i++) {
+    const s = rot[i]!;
+    c = ((c << s) | (c >>> (28 - s))) & 0x0fffffff;
+    d = ((d << s) | (d >>> (28 - s))) & 0x0fffffff;
+    const cw =
+      PC2_T[(c >>> 21) & 127]! |
+      PC2_T[128 + ((c >>> 14) & 127)]! |
+      PC2_T[256 + ((c >>> 7) & 127)]! |
+      PC2_T[384 + (c & 127)]!;
+    const dw =
+      PC2_T[512 + ((d >>> 21) & 127)]! |
+      PC2_T[640 + ((d >>> 14) & 127)]! |
+      PC2_T[768 + ((d >>> 7) & 127)]! |
+      PC2_T[896 + (d & 127)]!;
+    const k0 = (cw & 0xffff0000) | (dw >>> 16);
+    const k1 = (cw << 16) | (dw & 0xffff);
+    const ta = la ^ feistel(ra, k0, k1);
+    const tb = lb ^ feistel(rb, k0 ^ kb[2 * i]!, k1 ^ kb[2 * i + 1]!);
+    la = ra;
+    ra = ta;
+    lb = rb;
+    rb = tb;
   }
-  OUT[0] = r;
-  OUT[1] = l;
-}
-
-/** FIPS 46-3 f(R, K): E expansion XOR the round key, S-boxes and P through the SP tables. */
-function feistel(r: number, k0: number, k1: number): number {
-  const u = ((r >>> 1) | (r << 31)) ^ k0;
-  const v = ((r << 3) | (r >>> 29)) ^ k1;
-  return (
-    SPT[u >>> 26]! |
-    SPT[128 + ((u >>> 18) & 63)]! |
-    SPT[256 + ((u >>> 10) & 63)]! |
-    SPT[384 + ((u >>> 2) & 63)]! |
-    SPT[64 + (v >>> 26)]! |
-    SPT[192 + ((v >>> 18) & 63)]! |
-    SPT[320 + ((v >>> 10) & 63)]! |
-    SPT[448 + ((v >>> 2) & 63)]!
-  );
+  OUT[0] = (ra << 1) | (ra >>> 31);
+  OUT[1] = (la << 1) | (la >>> 31);
+  OUT[2] = (rb << 1) | (rb >>> 31);
+  OUT[3] = (lb << 1) | (lb >>> 31);
 }
 
 function ipApply(hi: number, lo: number): void {
@@ -300,54 +341,84 @@ function fpApply(hi: number, lo: number): void {
     FP_LO[1792 + (lo & 255)]!;
 }
 
-/** Single DES of the block (hi, lo) under the schedule `ks`; result in OUT. */
-function desWords(ks: Int32Array, decrypt: boolean, hi: number, lo: number): void {
-  ipApply(hi, lo);
-  desRounds(OUT[0]!, OUT[1]!, ks, decrypt);
-  fpApply(OUT[0]!, OUT[1]!);
+/**
+ * PC-1 tables for a key held in the IP domain (as IP(key)): PC1(IP^-1(x)). Both steps are bit
+ * selections, so their composition is one, and the DUKPT counter walk can keep the left key half
+ * through IP from one step to the next instead of undoing IP at every step.
+ */
+const PC1_IP_C = new Int32Array(8 * 256);
+const PC1_IP_D = new Int32Array(8 * 256);
+for (let b = 0; b < 8; b++) {
+  for (let v = 0; v < 256; v++) {
+    fpApply(b < 4 ? v << (24 - 8 * b) : 0, b >= 4 ? v << (24 - 8 * (b - 4)) : 0);
+    pc1(OUT[0]!, OUT[1]!, PC1_C, PC1_D);
+    PC1_IP_C[b * 256 + v] = OUT[0]!;
+    PC1_IP_D[b * 256 + v] = OUT[1]!;
+  }
+}
+
+/** A key schedule written out (two words per round, see PC2_T): only for the constant keys below. */
+function scheduleOf(hi: number, lo: number, decrypt: boolean): Int32Array {
+  pc1(hi, lo, PC1_C, PC1_D);
+  let c = OUT[0]!;
+  let d = OUT[1]!;
+  const rot = decrypt ? ROT_DEC : ROT_ENC;
+  const ks = new Int32Array(32);
+  for (let i = 0; i < 16; i++) {
+    const s = rot[i]!;
+    c = ((c << s) | (c >>> (28 - s))) & 0x0fffffff;
+    d = ((d << s) | (d >>> (28 - s))) & 0x0fffffff;
+    const cw =
+      PC2_T[(c >>> 21) & 127]! |
+      PC2_T[128 + ((c >>> 14) & 127)]! |
+      PC2_T[256 + ((c >>> 7) & 127)]! |
+      PC2_T[384 + (c & 127)]!;
+    const dw =
+      PC2_T[512 + ((d >>> 21) & 127)]! |
+      PC2_T[640 + ((d >>> 14) & 127)]! |
+      PC2_T[768 + ((d >>> 7) & 127)]! |
+      PC2_T[896 + (d & 127)]!;
+    ks[2 * i] = (cw & 0xffff0000) | (dw >>> 16);
+    ks[2 * i + 1] = (cw << 16) | (dw & 0xffff);
+  }
+  return ks;
 }
 
 /**
- * ANSI X9.52 TDEA of (hi, lo): E(K3, D(K2, E(K1, x))), or its inverse; result in OUT. Between the
- * three DES passes IP and IP^-1 cancel, so only the half swap of the pre-output remains.
+ * The schedule of the DES key C0C0C0C000000000 (X9.24-1:2009 A.2 and A.6 key variant), in
+ * encryption and in decryption order, for lane B of `desRoundsPair`; and the zero schedule.
+ */
+const KS_C0_ENC = scheduleOf(0xc0c0c0c0 | 0, 0, false);
+const KS_C0_DEC = scheduleOf(0xc0c0c0c0 | 0, 0, true);
+const KS_ZERO = new Int32Array(32);
+
+/**
+ * ANSI X9.52 TDEA of (hi, lo): E(K3, D(K2, E(K1, x))), or its inverse, the keys given by their
+ * PC-1 halves; result in OUT[0..1]. Between the three DES passes IP and IP^-1 cancel, so only the
+ * half swap of the pre-output remains.
  */
 function tdesWords(
-  k1: Int32Array,
-  k2: Int32Array,
-  k3: Int32Array,
+  c1: number,
+  d1: number,
+  c2: number,
+  d2: number,
+  c3: number,
+  d3: number,
   decrypt: boolean,
   hi: number,
   lo: number,
 ): void {
   ipApply(hi, lo);
   if (!decrypt) {
-    desRounds(OUT[0]!, OUT[1]!, k1, false);
-    desRounds(OUT[0]!, OUT[1]!, k2, true);
-    desRounds(OUT[0]!, OUT[1]!, k3, false);
+    desRounds(OUT[0]!, OUT[1]!, c1, d1, false);
+    desRounds(OUT[0]!, OUT[1]!, c2, d2, true);
+    desRounds(OUT[0]!, OUT[1]!, c3, d3, false);
   } else {
-    desRounds(OUT[0]!, OUT[1]!, k3, true);
-    desRounds(OUT[0]!, OUT[1]!, k2, false);
-    desRounds(OUT[0]!, OUT[1]!, k1, true);
+    desRounds(OUT[0]!, OUT[1]!, c3, d3, true);
+    desRounds(OUT[0]!, OUT[1]!, c2, d2, false);
+    desRounds(OUT[0]!, OUT[1]!, c1, d1, true);
   }
   fpApply(OUT[0]!, OUT[1]!);
-}
-
-// Module scratch key schedules, wiped after every public call that used them.
-const KS1 = new Int32Array(32);
-const KS2 = new Int32Array(32);
-const KS3 = new Int32Array(32);
-/** The schedule of the DES key C0C0C0C000000000 (X9.24-1:2009 A.2 and A.6 key variant). */
-const KS_C0 = new Int32Array(32);
-/** IP of the right-half variant C0C0C0C000000000, for the permuted-domain walk. */
-ipApply(0xc0c0c0c0 | 0, 0);
-const IP_C0_HI = OUT[0]!;
-const IP_C0_LO = OUT[1]!;
-desKeySchedule(0xc0c0c0c0 | 0, 0, KS_C0);
-
-function wipeSchedules(): void {
-  KS1.fill(0);
-  KS2.fill(0);
-  KS3.fill(0);
 }
 
 function readU32(b: Uint8Array, o: number): number {
@@ -361,29 +432,40 @@ function writeU32(b: Uint8Array, o: number, v: number): void {
   b[o + 3] = v & 255;
 }
 
-/** Loads a DES (8), 2-key (16) or 3-key (24) TDES key into KS1..KS3; returns true for TDES. */
-function loadKey(key: Uint8Array): boolean {
-  desKeySchedule(readU32(key, 0), readU32(key, 4), KS1);
-  if (key.length === 8) return false;
-  desKeySchedule(readU32(key, 8), readU32(key, 12), KS2);
-  if (key.length === 24) desKeySchedule(readU32(key, 16), readU32(key, 20), KS3);
-  else KS3.set(KS1);
-  return true;
-}
-
 /** ECB over whole 8-byte blocks with a DES (8), 2-key (16) or 3-key (24) TDES key. */
 function desEcb(key: Uint8Array, data: Uint8Array, decrypt: boolean): Uint8Array {
-  const tdes = loadKey(key);
+  pc1(readU32(key, 0), readU32(key, 4), PC1_C, PC1_D);
+  const c1 = OUT[0]!;
+  const d1 = OUT[1]!;
+  let c2 = 0;
+  let d2 = 0;
+  let c3 = c1;
+  let d3 = d1;
+  if (key.length > 8) {
+    pc1(readU32(key, 8), readU32(key, 12), PC1_C, PC1_D);
+    c2 = OUT[0]!;
+    d2 = OUT[1]!;
+  }
+  if (key.length === 24) {
+    pc1(readU32(key, 16), readU32(key, 20), PC1_C, PC1_D);
+    c3 = OUT[0]!;
+    d3 = OUT[1]!;
+  }
   const out = new Uint8Array(data.length);
   for (let o = 0; o < data.length; o += 8) {
     const hi = readU32(data, o);
     const lo = readU32(data, o + 4);
-    if (tdes) tdesWords(KS1, KS2, KS3, decrypt, hi, lo);
-    else desWords(KS1, decrypt, hi, lo);
+    if (key.length > 8) {
+      tdesWords(c1, d1, c2, d2, c3, d3, decrypt, hi, lo);
+    } else {
+      ipApply(hi, lo);
+      desRounds(OUT[0]!, OUT[1]!, c1, d1, decrypt);
+      fpApply(OUT[0]!, OUT[1]!);
+    }
     writeU32(out, o, OUT[0]!);
     writeU32(out, o + 4, OUT[1]!);
   }
-  wipeSchedules();
+  OUT.fill(0);
   return out;
 }
 
@@ -504,108 +586,116 @@ function takeKey(): Uint8Array {
   const out = new Uint8Array(16);
   wordsToBytes(KEY, out, 0);
   KEY.fill(0);
-  wipeSchedules();
+  OUT.fill(0);
   return out;
 }
 
-/**
- * X9.24-1:2009 A.6 "Derivation of the Initial Key" into `k`: the leftmost 64 bits of the KSN with
- * the counter cleared, TDES-encrypted under the BDK (left half) and under BDK XOR
- * C0C0C0C000000000C0C0C0C000000000 (right half).
- */
-function ipekWords(bdk: Uint8Array, ksn: Uint8Array, k: Int32Array): void {
-  const b0 = readU32(bdk, 0);
-  const b1 = readU32(bdk, 4);
-  const b2 = readU32(bdk, 8);
-  const b3 = readU32(bdk, 12);
-  const i0 = readU32(ksn, 0);
-  const i1 = readU32(ksn, 4) & 0xffffffe0; // counter bits of byte 7 cleared
-  desKeySchedule(b0, b1, KS1);
-  desKeySchedule(b2, b3, KS2);
-  tdesWords(KS1, KS2, KS1, false, i0, i1);
+/** Both halves of `k` through IP (the DUKPT walk works in the IP domain, see walkCounterIp). */
+function keyToIp(k: Int32Array): void {
+  ipApply(k[0]!, k[1]!);
   k[0] = OUT[0]!;
   k[1] = OUT[1]!;
-  xorSchedule(KS1, KS1, KS_C0); // schedule of (b0 ^ C0C0C0C0, b1)
-  xorSchedule(KS2, KS2, KS_C0); // schedule of (b2 ^ C0C0C0C0, b3)
-  tdesWords(KS1, KS2, KS1, false, i0, i1);
-  k[2] = OUT[0]!;
-  k[3] = OUT[1]!;
-}
-
-/**
- * X9.24-1:2009 A.2 "Non-reversible Key Generation Process", in place on the Key Register `k` with
- * Crypto Register-1 = (c0, c1): CR2 = DES(KL, CR1 ^ KR) ^ KR; K ^= C0C0...; CR1 = DES(KL', CR1 ^ KR')
- * ^ KR'; the new key is CR1 | CR2.
- */
-function nonReversibleKeyGeneration(k: Int32Array, c0: number, c1: number): void {
-  const k0 = k[0]!;
-  const k1 = k[1]!;
-  const k2 = k[2]!;
-  const k3 = k[3]!;
-  desKeySchedule(k0, k1, KS1);
-  desWords(KS1, false, c0 ^ k2, c1 ^ k3);
-  const r0 = OUT[0]! ^ k2;
-  const r1 = OUT[1]! ^ k3;
-  const m2 = k2 ^ C0;
-  xorSchedule(KS1, KS1, KS_C0); // schedule of KL ^ C0C0C0C000000000
-  desWords(KS1, false, c0 ^ m2, c1 ^ k3);
-  k[0] = OUT[0]! ^ m2;
-  k[1] = OUT[1]! ^ k3;
-  k[2] = r0;
-  k[3] = r1;
-}
-
-/**
- * From the key of counter `from` in `k`, the key of counter `to` (whose one bits include those of
- * `from`): for each further one bit, from the left, set it in the KSN register and run the
- * non-reversible key generation process. Crypto Register-1 is the rightmost 64 bits of the KSN
- * register (bytes 2..9).
- */
-function walkCounter(k: Int32Array, ksn: Uint8Array, from: number, to: number): void {
-  const c0 = readU32(ksn, 2);
-  const base = readU32(ksn, 6) & ~DUKPT_TDES_COUNTER_MASK;
-  // The same steps as nonReversibleKeyGeneration, with the right half kept through IP: IP and
-  // IP^-1 are bit permutations, so they commute with XOR, and
-  //   IP(CR2) = rounds(KL, IP(CR1) ^ IP(KR)) ^ IP(KR)              (no permutation at all)
-  //   CR1'    = IP^-1(rounds(KL', IP(CR1) ^ IP(KR')) ^ IP(KR'))    (one permutation)
-  // which saves two of the four permutations of every step.
-  let kl0 = k[0]!;
-  let kl1 = k[1]!;
   ipApply(k[2]!, k[3]!);
-  let kr0 = OUT[0]!;
-  let kr1 = OUT[1]!;
-  let reg = from;
-  for (let bit = 1 << (DUKPT_TDES_COUNTER_BITS - 1); bit > 0; bit >>>= 1) {
-    if ((to & bit) === 0 || (from & bit) !== 0) continue;
-    reg |= bit;
-    ipApply(c0, base | reg);
-    const cp0 = OUT[0]!;
-    const cp1 = OUT[1]!;
-    desKeySchedule(kl0, kl1, KS1);
-    desRounds(cp0 ^ kr0, cp1 ^ kr1, KS1, false);
-    const n0 = OUT[0]! ^ kr0;
-    const n1 = OUT[1]! ^ kr1;
-    const m0 = kr0 ^ IP_C0_HI;
-    const m1 = kr1 ^ IP_C0_LO;
-    desRoundsXorKey(cp0 ^ m0, cp1 ^ m1, KS1, KS_C0); // under KL ^ C0C0C0C000000000
-    fpApply(OUT[0]! ^ m0, OUT[1]! ^ m1);
-    kl0 = OUT[0]!;
-    kl1 = OUT[1]!;
-    kr0 = n0;
-    kr1 = n1;
-  }
-  fpApply(kr0, kr1);
-  k[0] = kl0;
-  k[1] = kl1;
   k[2] = OUT[0]!;
   k[3] = OUT[1]!;
+}
+
+/** Both halves of `k` back through IP^-1. */
+function keyFromIp(k: Int32Array): void {
+  fpApply(k[0]!, k[1]!);
+  k[0] = OUT[0]!;
+  k[1] = OUT[1]!;
+  fpApply(k[2]!, k[3]!);
+  k[2] = OUT[0]!;
+  k[3] = OUT[1]!;
+}
+
+/**
+ * X9.24-1:2009 A.6 "Derivation of the Initial Key" into `k`, held in the IP domain (each half as
+ * IP(half)): the leftmost 64 bits of the KSN with the counter cleared, TDES-encrypted under the BDK
+ * (left half) and under BDK XOR C0C0C0C000000000C0C0C0C000000000 (right half). Both encryptions
+ * run side by side in one pass (the second key's schedule is the first's XOR that of C0C0C0C0...).
+ * The halves are left as pre-outputs, which are IP of the ciphertexts.
+ */
+function ipekIp(bdk: Uint8Array, ksn: Uint8Array, k: Int32Array): void {
+  pc1(readU32(bdk, 0), readU32(bdk, 4), PC1_C, PC1_D);
+  const c1 = OUT[0]!;
+  const d1 = OUT[1]!;
+  pc1(readU32(bdk, 8), readU32(bdk, 12), PC1_C, PC1_D);
+  const c2 = OUT[0]!;
+  const d2 = OUT[1]!;
+  ipApply(readU32(ksn, 0), readU32(ksn, 4) & 0xffffffe0); // counter bits of byte 7 cleared
+  const x0 = OUT[0]!;
+  const x1 = OUT[1]!;
+  desRoundsPair(x0, x1, x0, x1, c1, d1, false, KS_C0_ENC);
+  desRoundsPair(OUT[0]!, OUT[1]!, OUT[2]!, OUT[3]!, c2, d2, true, KS_C0_DEC);
+  desRoundsPair(OUT[0]!, OUT[1]!, OUT[2]!, OUT[3]!, c1, d1, false, KS_C0_ENC);
+  k[0] = OUT[0]!;
+  k[1] = OUT[1]!;
+  k[2] = OUT[2]!;
+  k[3] = OUT[3]!;
+}
+
+/** IP of the right-half variant C0C0C0C000000000. */
+ipApply(C0, 0);
+const IP_C0_HI = OUT[0]!;
+const IP_C0_LO = OUT[1]!;
+
+/**
+ * X9.24-1:2009 A.2 "Non-reversible Key Generation Process", in place on the Key Register `k`, with
+ * Crypto Register-1 given through IP as (cp0, cp1):
+ *   CR2 = DES(KL, CR1 ^ KR) ^ KR;  K ^= C0C0...;  CR1 = DES(KL', CR1 ^ KR') ^ KR';  key = CR1 | CR2.
+ * `k` and the crypto register stay in the IP domain: IP is a bit permutation, so it commutes with
+ * XOR, and IP(DES(K, x)) is the pre-output of the rounds on IP(x). So no permutation is needed at
+ * all, PC-1 reads the left key half through IP (PC1_IP_*), and both DES operations run side by side
+ * under one round-key computation (KL' = KL ^ C0C0C0C000000000 is lane B of desRoundsPair).
+ */
+function keyGenStepIp(k: Int32Array, cp0: number, cp1: number): void {
+  const kr0 = k[2]!;
+  const kr1 = k[3]!;
+  const m0 = kr0 ^ IP_C0_HI;
+  const m1 = kr1 ^ IP_C0_LO;
+  pc1(k[0]!, k[1]!, PC1_IP_C, PC1_IP_D);
+  desRoundsPair(cp0 ^ kr0, cp1 ^ kr1, cp0 ^ m0, cp1 ^ m1, OUT[0]!, OUT[1]!, false, KS_C0_ENC);
+  k[0] = OUT[2]! ^ m0;
+  k[1] = OUT[3]! ^ m1;
+  k[2] = OUT[0]! ^ kr0;
+  k[3] = OUT[1]! ^ kr1;
+}
+
+/** IP of each counter bit alone (bit n of the KSN's last word): IP is linear, so IP(x | bit) = IP(x) ^ IP(bit). */
+const IP_COUNTER_BIT = new Int32Array(2 * DUKPT_TDES_COUNTER_BITS);
+for (let n = 0; n < DUKPT_TDES_COUNTER_BITS; n++) {
+  ipApply(0, 1 << n);
+  IP_COUNTER_BIT[2 * n] = OUT[0]!;
+  IP_COUNTER_BIT[2 * n + 1] = OUT[1]!;
+}
+
+/**
+ * From the key of counter `from` in `k` (IP domain), the key of counter `to` (whose one bits include
+ * those of `from`): for each further one bit, from the left, set it in the KSN register and run the
+ * non-reversible key generation process. Crypto Register-1 is the rightmost 64 bits of the KSN
+ * register (bytes 2..9), kept through IP and updated one counter bit at a time.
+ */
+function walkCounterIp(k: Int32Array, ksn: Uint8Array, from: number, to: number): void {
+  ipApply(readU32(ksn, 2), (readU32(ksn, 6) & ~DUKPT_TDES_COUNTER_MASK) | from);
+  let cp0 = OUT[0]!;
+  let cp1 = OUT[1]!;
+  for (let n = DUKPT_TDES_COUNTER_BITS - 1; n >= 0; n--) {
+    const bit = 1 << n;
+    if ((to & bit) === 0 || (from & bit) !== 0) continue;
+    cp0 ^= IP_COUNTER_BIT[2 * n]!;
+    cp1 ^= IP_COUNTER_BIT[2 * n + 1]!;
+    keyGenStepIp(k, cp0, cp1);
+  }
 }
 
 /** X9.24-1:2009 A.6: the IPEK (initial key) of the device whose KSN is `ksn`. */
 export function deriveIpekTdes(bdk: Uint8Array, ksn: Uint8Array): Uint8Array {
   assertDoubleLengthKey(bdk, 'bdk', 'BDK');
   assertKsnTdes(ksn);
-  ipekWords(bdk, ksn, KEY);
+  ipekIp(bdk, ksn, KEY);
+  keyFromIp(KEY);
   return takeKey();
 }
 
@@ -618,7 +708,9 @@ export function deriveTransactionKeyTdes(ipek: Uint8Array, ksn: Uint8Array): Uin
   assertDoubleLengthKey(ipek, 'ipek', 'IPEK');
   const counter = counterOfKsnTdes(ksn);
   keyToWords(ipek, 0, KEY);
-  walkCounter(KEY, ksn, 0, counter);
+  keyToIp(KEY);
+  walkCounterIp(KEY, ksn, 0, counter);
+  keyFromIp(KEY);
   return takeKey();
 }
 
@@ -626,8 +718,9 @@ export function deriveTransactionKeyTdes(ipek: Uint8Array, ksn: Uint8Array): Uin
 export function deriveTransactionKeyFromBdkTdes(bdk: Uint8Array, ksn: Uint8Array): Uint8Array {
   assertDoubleLengthKey(bdk, 'bdk', 'BDK');
   const counter = counterOfKsnTdes(ksn);
-  ipekWords(bdk, ksn, KEY);
-  walkCounter(KEY, ksn, 0, counter);
+  ipekIp(bdk, ksn, KEY);
+  walkCounterIp(KEY, ksn, 0, counter);
+  keyFromIp(KEY);
   return takeKey();
 }
 
@@ -673,16 +766,22 @@ function applyVariant(k: Int32Array, usage: DukptTdesUsage): void {
   k[w]! ^= mask;
   k[2 + w]! ^= mask;
   if (usage === 'data' || usage === 'data-response') {
-    desKeySchedule(k[0]!, k[1]!, KS1);
-    desKeySchedule(k[2]!, k[3]!, KS2);
-    tdesWords(KS1, KS2, KS1, false, k[0]!, k[1]!);
-    const l0 = OUT[0]!;
-    const l1 = OUT[1]!;
-    tdesWords(KS1, KS2, KS1, false, k[2]!, k[3]!);
-    k[0] = l0;
-    k[1] = l1;
-    k[2] = OUT[0]!;
-    k[3] = OUT[1]!;
+    // both halves are TDES-encrypted under the same key: two lanes of desRoundsPair, no variant
+    pc1(k[0]!, k[1]!, PC1_C, PC1_D);
+    const c1 = OUT[0]!;
+    const d1 = OUT[1]!;
+    pc1(k[2]!, k[3]!, PC1_C, PC1_D);
+    const c2 = OUT[0]!;
+    const d2 = OUT[1]!;
+    keyToIp(k);
+    desRoundsPair(k[0]!, k[1]!, k[2]!, k[3]!, c1, d1, false, KS_ZERO);
+    desRoundsPair(OUT[0]!, OUT[1]!, OUT[2]!, OUT[3]!, c2, d2, true, KS_ZERO);
+    desRoundsPair(OUT[0]!, OUT[1]!, OUT[2]!, OUT[3]!, c1, d1, false, KS_ZERO);
+    k[0] = OUT[0]!;
+    k[1] = OUT[1]!;
+    k[2] = OUT[2]!;
+    k[3] = OUT[3]!;
+    keyFromIp(k);
   }
 }
 
@@ -703,8 +802,9 @@ export function deriveWorkingKeyTdes(bdk: Uint8Array, ksn: Uint8Array, usage: Du
   assertDoubleLengthKey(bdk, 'bdk', 'BDK');
   assertUsageTdes(usage);
   const counter = counterOfKsnTdes(ksn);
-  ipekWords(bdk, ksn, KEY);
-  walkCounter(KEY, ksn, 0, counter);
+  ipekIp(bdk, ksn, KEY);
+  walkCounterIp(KEY, ksn, 0, counter);
+  keyFromIp(KEY);
   applyVariant(KEY, usage);
   return takeKey();
 }
@@ -729,18 +829,22 @@ export function decryptPinBlockTdes(
     );
   }
   const counter = counterOfKsnTdes(ksn);
-  ipekWords(bdk, ksn, KEY);
-  walkCounter(KEY, ksn, 0, counter);
+  ipekIp(bdk, ksn, KEY);
+  walkCounterIp(KEY, ksn, 0, counter);
+  keyFromIp(KEY);
   applyVariant(KEY, 'pin');
-  desKeySchedule(KEY[0]!, KEY[1]!, KS1);
-  desKeySchedule(KEY[2]!, KEY[3]!, KS2);
-  tdesWords(KS1, KS2, KS1, true, readU32(encryptedPinBlock, 0), readU32(encryptedPinBlock, 4));
+  pc1(KEY[0]!, KEY[1]!, PC1_C, PC1_D);
+  const c1 = OUT[0]!;
+  const d1 = OUT[1]!;
+  pc1(KEY[2]!, KEY[3]!, PC1_C, PC1_D);
+  const c2 = OUT[0]!;
+  const d2 = OUT[1]!;
+  tdesWords(c1, d1, c2, d2, c1, d1, true, readU32(encryptedPinBlock, 0), readU32(encryptedPinBlock, 4));
   const out = new Uint8Array(8);
   writeU32(out, 0, OUT[0]!);
   writeU32(out, 4, OUT[1]!);
   OUT.fill(0);
   KEY.fill(0);
-  wipeSchedules();
   return out;
 }
 
@@ -967,13 +1071,16 @@ export class DukptTdesDevice {
     const base = readU32(this.#ksn, 6) & ~DUKPT_TDES_COUNTER_MASK;
     for (let sr = firstSr; sr > 0; sr >>>= 1) {
       keyToWords(keyReg, 0, KEY);
-      nonReversibleKeyGeneration(KEY, c0, base | counter | sr);
+      keyToIp(KEY);
+      ipApply(c0, base | counter | sr);
+      keyGenStepIp(KEY, OUT[0]!, OUT[1]!);
+      keyFromIp(KEY);
       const o = registerIndex(sr) * FKR_SIZE;
       wordsToBytes(KEY, this.#fkr, o);
       this.#fkr[o + 16] = lrc(this.#fkr, o);
     }
     KEY.fill(0);
-    wipeSchedules();
+    OUT.fill(0);
   }
 
   /** Erases a register and makes its LRC invalid (X9.24-1:2009 A.2 "New Key-2" steps 1-2). */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { inspect } from 'node:util';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { fromAscii, fromHex, toHex } from '../src/bytes.js';
+import { concat, fromAscii, fromHex, toHex } from '../src/bytes.js';
 import { decrypt, encrypt } from '../src/cipher.js';
 import { cmac } from '../src/cmac.js';
 import { CryptoError } from '../src/errors.js';
@@ -201,6 +201,48 @@ describe('TDES DUKPT host side: ANSI X9.24-1:2009 Annex A vectors', () => {
         },
       ),
       { numRuns: 100 },
+    );
+  });
+
+  it('property: keys equal X9.24-1 A.6 and A.2 written out over node:crypto DES (independent of the local core)', () => {
+    const xorBytes = (a: Uint8Array, b: Uint8Array) => a.map((x, i) => x ^ b[i]!);
+    const variantC0 = fromHex('C0C0C0C000000000C0C0C0C000000000');
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.uint8Array({ minLength: 10, maxLength: 10 }),
+        (bdk, ksn) => {
+          // A.6: the KSN's leftmost 8 bytes, counter cleared, TDES under BDK and BDK ^ C0C0...
+          const reg = ksn.slice(2);
+          reg[5]! &= 0xe0;
+          reg[6] = 0;
+          reg[7] = 0;
+          const top = ksn.slice(0, 8);
+          top[7]! &= 0xe0;
+          let key = concat(
+            encrypt('tdes', 'ecb', bdk, top),
+            encrypt('tdes', 'ecb', xorBytes(bdk, variantC0), top),
+          );
+          assert.equal(toHex(deriveIpekTdes(bdk, ksn)), toHex(key));
+          // A.2 non-reversible key generation for each counter one bit, from the left
+          const counter = counterOfKsnTdes(ksn);
+          for (let bit = 0x100000; bit > 0; bit >>>= 1) {
+            if ((counter & bit) === 0) continue;
+            reg[5]! |= bit >>> 16;
+            reg[6]! |= (bit >>> 8) & 255;
+            reg[7]! |= bit & 255;
+            const step = (k: Uint8Array) => {
+              const kr = k.subarray(8);
+              return xorBytes(encrypt('des', 'ecb', k.subarray(0, 8), xorBytes(reg, kr)), kr);
+            };
+            key = concat(step(xorBytes(key, variantC0)), step(key));
+          }
+          assert.equal(toHex(deriveTransactionKeyFromBdkTdes(bdk, ksn)), toHex(key));
+          const pinKey = xorBytes(key, fromHex('00000000000000FF00000000000000FF'));
+          assert.equal(toHex(deriveWorkingKeyTdes(bdk, ksn, 'pin')), toHex(pinKey));
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 
