@@ -62,10 +62,17 @@ function startOne(
 ): Promise<ServiceProcess> {
   const outFile = join(logsDir, `${name}.out`);
   const out: WriteStream = createWriteStream(outFile, { flags: 'a' });
+  // Each service in its own process group: Ctrl-C at the terminal reaches `posp up` alone, which then
+  // stops the services in order (POSP first, HSM last) instead of all of them racing at once.
   const child = spawn(process.execPath, [POSP_BIN, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_OPTIONS: '' },
+    detached: true,
   });
+  // Should this process end without stop() (an uncaught error), its services do not outlive it.
+  const killOnExit = () => child.kill('SIGTERM');
+  process.once('exit', killOnExit);
+  child.once('exit', () => process.off('exit', killOnExit));
   child.stdout!.pipe(out, { end: false });
   child.stderr!.pipe(out, { end: false });
   child.once('exit', () => out.end());
