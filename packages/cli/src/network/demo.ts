@@ -136,7 +136,7 @@ export async function runDemoDay(
     for (const t of m.terminals) terminals.set(t.terminalId, await openNetworkTerminal(m, t.terminalId));
     for (const [id, t] of terminals) {
       const r = await t.signIn();
-      show(`${id} sign-in: ${describeSignIn(r)}\n`);
+      show(`${id} sign-in: ${describeSignIn(r)}`);
       if (r.status !== 'approved') throw new CliError('CLI_INTERNAL', `${id}: sign-in ${r.status}`);
     }
     const done: TransactionResult[] = [];

@@ -150,7 +150,7 @@ export async function startNetworkProcesses(
     for (const c of m.hsm.components) hsmArgs.push('--component', c);
     hsmArgs.push('--audit', m.hsm.audit);
     services.push(await startOne('hsm', hsmArgs, m.hsm.port, m.host, m.logs));
-    progress(`hsm      up on ${m.host}:${m.hsm.port} (pid ${services.at(-1)!.child.pid})`);
+    progress(`hsm           up on ${m.host}:${m.hsm.port} (pid ${services.at(-1)!.child.pid})`);
     const issuers = await Promise.allSettled(
       m.issuers.map((i) =>
         startOne(`issuer-${i.id}`, ['issuer', 'serve', '--config', i.config], i.port, m.host, m.logs),
@@ -160,7 +160,7 @@ export async function startNetworkProcesses(
     const failed = issuers.find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
     for (const s of services.slice(1))
-      progress(`${s.name.padEnd(8)} up on ${m.host}:${s.port} (pid ${s.child.pid})`);
+      progress(`${s.name.padEnd(13)} up on ${m.host}:${s.port} (pid ${s.child.pid})`);
     services.push(
       await startOne(
         'switch',
@@ -170,11 +170,11 @@ export async function startNetworkProcesses(
         m.logs,
       ),
     );
-    progress(`switch   up on ${m.host}:${m.switch.port} (pid ${services.at(-1)!.child.pid})`);
+    progress(`switch        up on ${m.host}:${m.switch.port} (pid ${services.at(-1)!.child.pid})`);
     services.push(
       await startOne('posp', ['acquirer', 'serve', '--config', m.posp.config], m.posp.port, m.host, m.logs),
     );
-    progress(`posp     up on ${m.host}:${m.posp.port} (pid ${services.at(-1)!.child.pid})`);
+    progress(`posp          up on ${m.host}:${m.posp.port} (pid ${services.at(-1)!.child.pid})`);
   } catch (e) {
     await stop();
     throw e;
