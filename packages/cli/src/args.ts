@@ -83,6 +83,30 @@ export async function readAll(stream: AsyncIterable<Buffer | string>, maxBytes =
   return text;
 }
 
+/**
+ * The first line of a stream (a PIN typed at a terminal ends with Enter, not with Ctrl-D); at most
+ * `maxBytes`. The bytes read are wiped.
+ */
+export async function readFirstLine(stream: AsyncIterable<Buffer | string>, maxBytes = 256): Promise<string> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const c of stream) {
+    const b = typeof c === 'string' ? Buffer.from(c) : c;
+    chunks.push(b);
+    total += b.length;
+    if (b.includes(0x0a)) break;
+    if (total > maxBytes) break;
+  }
+  const buf = Buffer.concat(chunks);
+  for (const c of chunks) c.fill(0);
+  const nl = buf.indexOf(0x0a);
+  if (nl < 0 && buf.length > maxBytes)
+    throw new CliError('CLI_REQUEST_INVALID', `stdin: first line longer than ${maxBytes} bytes`);
+  const line = buf.subarray(0, nl < 0 ? buf.length : nl).toString('utf8');
+  buf.fill(0);
+  return line.replace(/\r$/, '');
+}
+
 /** The error's code and message for one stderr line: never a value, as every library error is built. */
 export function describeError(e: unknown): string {
   if (e instanceof Error) {

@@ -194,9 +194,18 @@ export async function demoCommand(args: string[], io: Io): Promise<number> {
     const m = await ensureNetwork(dir, say);
     const net = await startNetworkProcesses(m, say);
     let results: { step: Step; result: TransactionResult }[];
+    // Ctrl-C during the day: the services (in their own process groups) are stopped before exiting.
+    const onSignal = (sig: NodeJS.Signals) => {
+      io.stderr.write(`posp demo: ${sig}, stopping the network\n`);
+      void net.stop().then(() => process.exit(130));
+    };
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     try {
       results = (await runDemoDay(m, (l) => (json ? io.stderr : io.stdout).write(`${l}\n`))).results;
     } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
       await net.stop();
     }
     const approved = results.filter((r) => r.result.status === 'approved').length;

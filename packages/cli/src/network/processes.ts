@@ -136,6 +136,16 @@ export async function startNetworkProcesses(
     stopping = true;
     for (const s of [...services].reverse()) await stopOne(s);
   };
+  // A Ctrl-C while the services start stops those already up instead of leaving them orphaned.
+  let interrupted: string | undefined;
+  const onSignal = (sig: string) => {
+    interrupted = sig;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const checkInterrupted = () => {
+    if (interrupted) throw new ServiceStartError(`${interrupted} while starting the network`);
+  };
   try {
     const hsmArgs = [
       'hsm',
@@ -150,6 +160,7 @@ export async function startNetworkProcesses(
     for (const c of m.hsm.components) hsmArgs.push('--component', c);
     hsmArgs.push('--audit', m.hsm.audit);
     services.push(await startOne('hsm', hsmArgs, m.hsm.port, m.host, m.logs));
+    checkInterrupted();
     progress(`hsm           up on ${m.host}:${m.hsm.port} (pid ${services.at(-1)!.child.pid})`);
     const issuers = await Promise.allSettled(
       m.issuers.map((i) =>
@@ -175,9 +186,13 @@ export async function startNetworkProcesses(
       await startOne('posp', ['acquirer', 'serve', '--config', m.posp.config], m.posp.port, m.host, m.logs),
     );
     progress(`posp          up on ${m.host}:${m.posp.port} (pid ${services.at(-1)!.child.pid})`);
+    checkInterrupted();
   } catch (e) {
     await stop();
     throw e;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
   const unexpectedExit = new Promise<{ name: string; code: number | null; signal: string | null }>(
     (resolve) => {

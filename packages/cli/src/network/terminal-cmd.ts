@@ -23,7 +23,7 @@ import {
   type Terminal,
   type TransactionResult,
 } from '@openposp/terminal';
-import { describeError, type ParsedFlags, parseFlags, readAll, required } from '../args.js';
+import { describeError, type ParsedFlags, parseFlags, readFirstLine, required } from '../args.js';
 import { CliError } from '../errors.js';
 import type { Io } from '../main.js';
 import { DEMO_CARDS } from './cards.js';
@@ -88,8 +88,7 @@ async function pinOf(f: ParsedFlags, io: Io, requiredPin: boolean): Promise<stri
       throw new CliError('CLI_REQUEST_INVALID', '--pin-stdin: this transaction needs the PIN on stdin');
     return undefined;
   }
-  const text = await readAll(io.stdin as AsyncIterable<Buffer>, 256);
-  const pin = text.split(/\r?\n/)[0]!.trim();
+  const pin = (await readFirstLine(io.stdin as AsyncIterable<Buffer>, 256)).trim();
   if (!/^[0-9]{4,12}$/.test(pin))
     throw new CliError('CLI_REQUEST_INVALID', 'stdin: the PIN must be 4 to 12 digits');
   return pin;
