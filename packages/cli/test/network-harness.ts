@@ -16,6 +16,8 @@ import { createLogger } from '@openposp/net';
 import type { NetworkManifest } from '../src/network/layout.js';
 
 export interface InProcessNetwork {
+  /** Pass-through proxies on the POSP→switch and switch→bank-a links (tests set their hooks). */
+  legs: { pospToSwitch: FrameProxy; switchToBankA: FrameProxy };
   hsm: RunningHsm;
   issuers: Map<string, IssuerHandle>;
   sw: SwitchHandle;
@@ -31,13 +33,23 @@ export async function startInProcess(m: NetworkManifest): Promise<InProcessNetwo
   const hsm = await serveHsm({ lmk, port: m.hsm.port, host: m.host, auditPath: m.hsm.audit });
   const issuers = new Map<string, IssuerHandle>();
   for (const i of m.issuers) issuers.set(i.id, await startIssuer(loadIssuerConfig(i.config)));
-  const sw = await startSwitch(await loadSwitchConfigFile(m.switch.config));
+  const bankA = m.issuers.find((i) => i.id === 'bank-a')!;
+  const switchToBankA = await FrameProxy.start({ host: m.host, port: bankA.port });
+  const swConfig = await loadSwitchConfigFile(m.switch.config);
+  const sw = await startSwitch({
+    ...swConfig,
+    issuers: swConfig.issuers.map((i) => (i.id === 'bank-a' ? { ...i, port: switchToBankA.port } : i)),
+  });
+  const pospToSwitch = await FrameProxy.start({ host: m.host, port: m.switch.port });
   const clock = { offsetMs: 0 };
+  const pospConfig = loadAcquirerConfig(m.posp.config);
   const posp = await startAcquirer({
-    ...loadAcquirerConfig(m.posp.config),
+    ...pospConfig,
+    switch: { ...pospConfig.switch, port: pospToSwitch.port },
     clock: () => new Date(Date.now() + clock.offsetMs),
   });
   return {
+    legs: { pospToSwitch, switchToBankA },
     hsm,
     issuers,
     sw,
@@ -45,7 +57,9 @@ export async function startInProcess(m: NetworkManifest): Promise<InProcessNetwo
     clock,
     close: async () => {
       await posp.close();
+      await pospToSwitch.close();
       await sw.close();
+      await switchToBankA.close();
       for (const i of issuers.values()) await i.close();
       await hsm.stop();
       lmk.destroy();

@@ -192,6 +192,35 @@ test('a MAC tampered on the terminal leg is refused A0, and nothing reaches the 
   }
 });
 
+test('a MAC tampered on the POSP–switch leg and on the switch–issuer leg: refused, and the terminal sees A0', async () => {
+  const flipLastByte = (f: Uint8Array) => {
+    const g = f.slice();
+    g[g.length - 1]! ^= 0x01; // the last byte of the 8-byte X9.19 MAC (field 64 or 128)
+    return g;
+  };
+  for (const leg of ['pospToSwitch', 'switchToBankA'] as const) {
+    const proxy = net.legs[leg];
+    proxy.onRequest = flipLastByte;
+    try {
+      const before = await cardBalance('ok');
+      const r = await T('POS00003').purchase({ card: card('ok'), amountMinor: 321, pin: ok.pin });
+      expectCode(r, 'A0');
+      assert.equal(await cardBalance('ok'), before, `${leg}: nothing debited`);
+      // Who refused it: the switch (its MAC check of the POSP's request), or the issuer (answered
+      // A0 under the zone ZAK, which the switch believed and passed on).
+      const [row] = await net.sw.inquire({ rrn: r.rrn! });
+      assert.deepEqual(
+        [row?.outcome, row?.responseCode],
+        leg === 'pospToSwitch' ? ['mac_failed', 'A0'] : ['answered', 'A0'],
+      );
+    } finally {
+      proxy.onRequest = (f) => f;
+    }
+  }
+  // Both links still work after the refusals.
+  expectCode(await T('POS00003').purchase({ card: card('ok'), amountMinor: 321, pin: ok.pin }), '00');
+});
+
 test('a terminal not signed in today is refused 77 (POSP clock one day on), and signs in again', async () => {
   net.clock.offsetMs = 24 * 3600 * 1000;
   try {
