@@ -68,6 +68,10 @@ test('posp demo --json (child processes): the day, its codes, txn show, the audi
   assert.equal(s.switch[0].responseCode, '00');
   assert.equal(s.issuer.transactions[0].type, 'void');
   assert.equal(s.issuer.transactions[0].responseCode, '00');
+  assert.deepEqual(
+    s.issuer.linked.map((t: { type: string; state: string }) => [t.type, t.state]),
+    [['purchase', 'voided']],
+  );
 
   const audit = await runPosp(['hsm', 'audit', 'verify', join(dir, 'hsm', 'audit.log')]);
   assert.equal(audit.code, 0, audit.out + audit.err);

@@ -41,6 +41,8 @@ export interface TxnReport {
     transactions: Record<string, unknown>[];
     postings: { postingId: number; txnId: number; kind: string; accountId: string; amountMinor: number }[];
     notifications: Record<string, unknown>[];
+    /** Its void and refunds, or its original. */
+    linked: Record<string, unknown>[];
   } | null;
 }
 
@@ -141,7 +143,26 @@ export async function showTransaction(m: NetworkManifest, key: TxnKey): Promise<
            FROM notifications WHERE txn_id IN (${marks}) ORDER BY id`,
           ids,
         );
-        report.issuer = { id: iss.id, transactions: txns.map((x) => ({ ...x })), postings, notifications };
+        // The transactions linked to it: a purchase's void and refunds, or a void's or refund's original.
+        const originals = txns.map((x) => x.originalTxnId).filter((x): x is number => x !== null);
+        const linkedRrns = await store.all<{ rrn: string | null }>(
+          `SELECT DISTINCT rrn FROM transactions WHERE (original_txn_id IN (${marks})${
+            originals.length ? ` OR id IN (${originals.map(() => '?').join(',')})` : ''
+          }) AND id NOT IN (${marks})`,
+          [...ids, ...originals, ...ids],
+        );
+        const linked: Record<string, unknown>[] = [];
+        for (const l of linkedRrns)
+          if (l.rrn)
+            for (const v of await issuer.inquire({ rrn: l.rrn }))
+              if (!ids.includes(v.id)) linked.push({ ...v });
+        report.issuer = {
+          id: iss.id,
+          transactions: txns.map((x) => ({ ...x })),
+          postings,
+          notifications,
+          linked,
+        };
         break;
       } finally {
         await store.close();
@@ -182,6 +203,10 @@ export function describeReport(r: TxnReport): string {
         `    posting #${p.postingId} ${p.kind}: ${p.accountId} ${p.amountMinor > 0 ? '+' : ''}${p.amountMinor}`,
       );
     for (const n of r.issuer.notifications) out.push(`    notification (${n.type}): ${n.text}`);
+    for (const t of r.issuer.linked)
+      out.push(
+        `    linked: #${t.id} ${t.type} ${t.amountMinor} RRN ${t.rrn} state ${t.state} rc ${t.responseCode}`,
+      );
   }
   return `${out.join('\n')}\n`;
 }
