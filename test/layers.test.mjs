@@ -21,6 +21,7 @@ const LAYERS = {
   issuer: 3,
   mpos: 3,
   cloudpos: 3,
+  recon: 3,
   cli: 4,
   web: 4,
   sim: 4,
