@@ -17,6 +17,7 @@ export const ISSUER_ERROR_CODES = {
   ISSUER_AMOUNT_INVALID: 'an amount is not a positive safe integer of minor units',
   ISSUER_FUNDS_INSUFFICIENT: 'placeHold asks for more than the available balance',
   ISSUER_HSM_FAILED: 'the HSM refused or did not answer an enrolment or PAN-token request',
+  ISSUER_CLEARING_INVALID: 'writeClearingFile was given a malformed date (YYYYMMDD) or party id',
   ISSUER_LEDGER_UNBALANCED: 'a posting whose entries do not sum to zero was about to be written (a bug)',
 } as const;
 

@@ -1,3 +1,11 @@
+export {
+  CLEARING_RECORDS_MAX,
+  CLEARING_WINDOW_DAYS,
+  clearingDateMs,
+  type IssuerClearingRecord,
+  issuerClearingRecords,
+  writeIssuerClearingFile,
+} from './clearing.js';
 export { ISSUER_RESPONSE_CODES, type ResponseCode } from './codes.js';
 export { ISSUER_ERROR_CODES, IssuerError, type IssuerErrorCode, isIssuerError } from './errors.js';
 export {

@@ -27,6 +27,7 @@ import {
   validateCardInput,
   validationDataFor,
 } from './cards.js';
+import { writeIssuerClearingFile } from './clearing.js';
 import type { ResponseCode } from './codes.js';
 import { IssuerError } from './errors.js';
 import {
@@ -538,6 +539,14 @@ export class Issuer {
     await this.store.transaction((tx) => releaseHoldIn(tx, holdId, this.now()));
   }
 
+  /**
+   * Writes this issuer's clearing file of `date` (YYYYMMDD) in `dir`: `clearing-<party>-<date>.jsonl`,
+   * `party` = the issuer id the switch routes to (docs/network.md "Clearing files"; clearing.ts).
+   */
+  writeClearingFile(dir: string, date: string, party: string): Promise<{ path: string; records: number }> {
+    return writeIssuerClearingFile(this.store, { dir, date, party, currency: this.currency });
+  }
+
   /** The ledger invariants (L1..L7, ledger.ts). */
   auditLedger(): Promise<LedgerAudit> {
     return this.store.transaction((tx) => auditLedger(tx));
@@ -625,6 +634,72 @@ export class Issuer {
     });
   }
 
+  /**
+   * Reconciliation's refund (issue 6 §4): reverses the financial transaction of `identity` (32, 41, 11,
+   * 13) here, as if a 0420 reversal advice with that identity had arrived, without the PAN (a clearing
+   * record carries only the masked PAN; the original's row holds the PAN token). It goes through the same
+   * decision and undo as a reversal from the wire (`#decideReversal`), under the same identity lock and
+   * unique key, so it is idempotent with any 0400/0420 of that identity, before or after: a second one
+   * changes nothing and gets the first answer. No original recorded: answered 25 and nothing recorded
+   * (reconciliation only refunds what the issuer has). `rrn`/`note` are recorded on the reversal row.
+   */
+  async reverseByIdentity(
+    identity: TransactionIdentity,
+    opts: { note?: string; transmissionDt?: string } = {},
+  ): Promise<IssuerAnswer> {
+    const id = identity;
+    const acq = normalizeInstitutionId(id.acquirerId);
+    const key = `04|${acq}|${id.terminalId}|${id.stan}|${id.localDate}`;
+    return this.#serial(key, async () => {
+      try {
+        return await this.store.transaction(async (tx) => {
+          const original = await tx.get<TxnRow>(
+            "SELECT * FROM transactions WHERE msg_class = '02' AND acquirer_id = ? AND terminal_id = ? AND stan = ? AND local_date = ?",
+            [acq, id.terminalId, id.stan, id.localDate],
+          );
+          if (original === undefined || original.pan_token === null) {
+            return {
+              responseCode: '25',
+              type: 'reversal',
+              replay: false,
+              reason: 'original not found: nothing to reverse',
+            } satisfies IssuerAnswer;
+          }
+          const req: IssuerRequest = {
+            mti: '0420',
+            identity: { ...id },
+            processingCode: original.processing_code,
+            amountMinor: original.amount_minor,
+            pan: '',
+            ...(original.rrn === null ? {} : { rrn: original.rrn }),
+            ...(opts.transmissionDt === undefined ? {} : { transmissionDt: opts.transmissionDt }),
+          };
+          const first = await this.#findByIdentity(tx, '04', req);
+          // A reversal of this identity is already recorded (the terminal's, or an earlier refund): it
+          // stands, whatever its field 90 said; nothing changes.
+          if (first !== undefined) return recordedAnswer(first, 'reversal');
+          const answer = await this.#decideAndRecord(
+            tx,
+            '04',
+            'reversal',
+            req,
+            original.pan_token,
+            'skipped',
+            original.masked_pan ?? '',
+          );
+          if (opts.note !== undefined && answer.txnId !== undefined)
+            await tx.run('UPDATE transactions SET note = ? WHERE id = ?', [
+              `${answer.reason ?? ''}; ${opts.note}`,
+              answer.txnId,
+            ]);
+          return answer;
+        });
+      } catch (e) {
+        return { responseCode: '96', type: 'reversal', replay: false, reason: `system: ${errorCode(e)}` };
+      }
+    });
+  }
+
   async #tokenOrThrow(pan: string): Promise<string> {
     if (typeof pan !== 'string' || !/^\d{12,19}$/.test(pan)) {
       throw new IssuerError('ISSUER_ACCOUNTS_INVALID', 'pan', 'must be 12 to 19 digits');
@@ -708,6 +783,7 @@ export class Issuer {
     req: IssuerRequest,
     token: string,
     pin: PinResult,
+    maskedPan?: string,
   ): Promise<IssuerAnswer> {
     const now = this.now();
     const card = await tx.get<CardRow>('SELECT * FROM cards WHERE pan_token = ?', [token]);
@@ -735,7 +811,7 @@ export class Issuer {
         req.processingCode,
         req.amountMinor,
         token,
-        maskPan(req.pan),
+        maskedPan ?? maskPan(req.pan),
         out.accountId ?? card?.account_id ?? null,
         req.localTime ?? null,
         req.transmissionDt ?? null,
@@ -1083,14 +1159,26 @@ function errorCode(e: unknown): string {
   return typeof c === 'string' ? c : e instanceof Error ? e.name : 'error';
 }
 
+/**
+ * Two request MTIs name the same request: equal, or both reversals (0400 request, 0420 advice): the
+ * POSP's store and forward sends as 0420 what it may already have sent as 0400, and that must get the
+ * first answer, not 94 (docs/network.md "Reversal").
+ */
+function sameRequestKind(a: string, b: string): boolean {
+  return a === b || (a.startsWith('04') && b.startsWith('04'));
+}
+
 /** The first answer again when the content is the same; 94 when the same identity carries other content. */
 function replayOf(first: TxnRow, req: IssuerRequest, token: string, type: TxnType): IssuerAnswer {
   const same =
-    first.mti === baseMti(req.mti) &&
+    sameRequestKind(first.mti, baseMti(req.mti)) &&
     first.processing_code === req.processingCode &&
     first.amount_minor === req.amountMinor &&
     first.pan_token === token &&
-    (first.orig_data ?? '') === (req.original?.raw ?? '');
+    ((first.orig_data ?? '') === (req.original?.raw ?? '') ||
+      // A reversal recorded by reconciliation (`reverseByIdentity`) has no field 90 to compare: the
+      // acquirer's 0400/0420 of that identity arriving later is the same reversal.
+      (first.mti.startsWith('04') && first.orig_data === null));
   if (!same) {
     return {
       responseCode: '94',
@@ -1100,6 +1188,11 @@ function replayOf(first: TxnRow, req: IssuerRequest, token: string, type: TxnTyp
       reason: 'duplicate identity, other content',
     };
   }
+  return recordedAnswer(first, type);
+}
+
+/** The answer recorded in `first`, given again. */
+function recordedAnswer(first: TxnRow, type: TxnType): IssuerAnswer {
   return {
     responseCode: first.response_code as ResponseCode,
     ...(first.auth_code === null ? {} : { authCode: first.auth_code }),

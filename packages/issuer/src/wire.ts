@@ -85,8 +85,10 @@ function str(m: Iso8583Message, id: number): string | undefined {
 export function parseRequest(m: Iso8583Message): ParsedRequest {
   const fail = (field: string, rule: string): ParsedRequest => ({ ok: false, field, rule });
   const mti = m.mti;
-  if (!['0200', '0201', '0400', '0401'].includes(mti))
-    return fail('mti', 'the issuer takes 0200/0201/0400/0401');
+  // 0420/0421: the reversal advice the POSP's store-and-forward queue owes upstream (docs/network.md,
+  // issue 6), handled exactly like 0400 (same identity class 04, answered 0430).
+  if (!['0200', '0201', '0400', '0401', '0420', '0421'].includes(mti))
+    return fail('mti', 'the issuer takes 0200/0201/0400/0401/0420/0421');
   const acquirerId = str(m, 32);
   const terminalId = str(m, 41);
   const stan = str(m, 11);

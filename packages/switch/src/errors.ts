@@ -17,6 +17,7 @@ export const SWITCH_ERROR_CODES = {
     'a routing table entry is malformed (BIN range digits, lengths, low above high, issuer id)',
   SWITCH_ROUTING_OVERLAP:
     'two routing entries of the same BIN length overlap (the longest-match rule cannot choose)',
+  SWITCH_CLEARING_INVALID: 'writeClearingFile was given a malformed date (YYYYMMDD)',
   SWITCH_HSM_TIMEOUT: 'an HSM call did not answer within the switch HSM timeout (the request is answered 96)',
 } as const;
 

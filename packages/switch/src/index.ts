@@ -24,6 +24,14 @@ export {
   type SwitchTimeouts,
   validateSwitchConfig,
 } from './config.js';
+export {
+  SWITCH_CLEARING_ROWS_MAX,
+  SWITCH_CLEARING_WINDOW_DAYS,
+  type SwitchClearingRecord,
+  switchClearingDateMs,
+  switchClearingRecords,
+  writeSwitchClearingFile,
+} from './clearing.js';
 export { isSwitchError, SWITCH_ERROR_CODES, SwitchError, type SwitchErrorCode } from './errors.js';
 export {
   INQUIRY_ROWS_MAX,

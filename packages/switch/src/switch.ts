@@ -34,6 +34,7 @@ import {
   type SwitchConfig,
   validateSwitchConfig,
 } from './config.js';
+import { writeSwitchClearingFile } from './clearing.js';
 import { SwitchError } from './errors.js';
 import {
   type JournalEntry,
@@ -94,9 +95,18 @@ function isRequestMti(mti: string): boolean {
   return (mti.charCodeAt(2) - 48) % 2 === 0;
 }
 
-/** The response MTI of a request MTI (0200 -> 0210, 0420 -> 0430). */
+/**
+ * The response MTI of a request MTI (0200 -> 0210, 0420 -> 0430). A repeat (0201, 0421) is answered
+ * as its first transmission (0210, 0430): ISO 8583:1987 has no "repeat response", and startResponse of
+ * @openposp/iso8583 clears the repeat digit the same way.
+ */
 function responseMtiOf(mti: string): string {
-  return mti.slice(0, 2) + String(mti.charCodeAt(2) - 48 + 1) + mti[3];
+  const origin = mti.charCodeAt(3) - 48;
+  return (
+    mti.slice(0, 2) +
+    String(mti.charCodeAt(2) - 48 + 1) +
+    String(origin <= 5 ? origin - (origin % 2) : origin)
+  );
 }
 
 function text(m: Iso8583Message, id: number): string | undefined {
@@ -181,6 +191,8 @@ export interface SwitchHandle {
   inquire(q: JournalQuery): Promise<JournalEntry[]>;
   /** Issuer links and whether each is connected, with its requests in flight. */
   links(): { id: string; connected: boolean; inFlight: number }[];
+  /** Writes `clearing-switch-<date>.jsonl` in `dir` from the journal (clearing.ts). */
+  writeClearingFile(dir: string, date: string): Promise<{ path: string; records: number }>;
   close(): Promise<void>;
 }
 
@@ -651,6 +663,7 @@ export async function startSwitch(config: SwitchConfig): Promise<SwitchHandle> {
       journal,
       inquire: (q) => journal.inquire(q),
       links: () => links.map((l) => ({ id: l.id, connected: l.connected, inFlight: l.inFlight })),
+      writeClearingFile: (dir, date) => writeSwitchClearingFile(journal, { dir, date }),
       close: async () => {
         if (closed) return;
         closed = true;
