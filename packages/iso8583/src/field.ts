@@ -24,6 +24,7 @@ import {
   type Reader,
   type Writer,
 } from './encoding.js';
+import { markAsUntransferable } from 'node:worker_threads';
 import { Iso8583Error } from './errors.js';
 import { ALWAYS_SENSITIVE_FIELDS, type FieldSpec, type FieldType, type MaskStyle } from './spec.js';
 import { PositionalCodec, TlvCodec } from './subfields.js';
@@ -42,7 +43,7 @@ const PAD_NONE = 0;
 const PAD_LEFT = 1;
 const PAD_RIGHT = 2;
 
-/** How `readFields` reads a field: a tight loop for the common layouts, else the general `read`. */
+/** How the generated reader reads a field: straight-line code for the common layouts, else the general `read`. */
 const OP_GENERAL = 0;
 const OP_BCD = 1;
 const OP_ASCII = 2;
@@ -69,8 +70,6 @@ for (let v = 0; v < 256; v++) {
   PAIRS_TRACK[v] = (h < 10 || h === 13) && (l < 10 || l === 13) ? unit : 0;
   PAIRS_HEX[v] = unit;
 }
-/** The pair table of each BCD charset (BCD_DIGITS, BCD_TRACK, BCD_HEX, BCD_HEX_TRACK). */
-const PAIRS_BY_CHARSET = [PAIRS_DIGITS, PAIRS_TRACK, PAIRS_HEX, PAIRS_HEX];
 
 /** Number of decimal digits in each variable-length prefix (ISO 8583:1987 clause 4.2: LL, LLL). */
 const PREFIX_DIGITS: Record<string, number> = { fixed: 0, LL: 2, LLL: 3, LLLL: 4 };
@@ -92,7 +91,8 @@ export class FieldCodec {
 
   private readonly enc: number;
   private readonly digits: number; // prefix digits: 0 fixed, 2, 3 or 4
-  private readonly prefixEnc: number;
+  /** @internal */
+  readonly prefixEnc: number;
   /** @internal */
   readonly prefixBytes: number;
   private readonly unitBytes: boolean;
@@ -113,7 +113,7 @@ export class FieldCodec {
   /** Text read as ASCII/EBCDIC needs a character check (n, z, x+n). */
   /** @internal */
   readonly checked: boolean;
-  /** @internal Which loop of `readFields` reads this field (OP_*). */
+  /** @internal Which code the generated reader has for this field (OP_*). */
   readonly op: number;
 
   constructor(id: string, spec: FieldSpec) {
@@ -350,11 +350,12 @@ export class FieldCodec {
   }
 
   /**
-   * @internal Read every field the bitmap words announce (unpack), in field order, into `dense`. The
-   * common layouts are read here in one loop with the read and write positions in locals; anything
-   * else, and any irregularity, goes to `read` from the start of that field (its errors and values are
-   * the reference). Text fields are left in `cur.chars` and listed in TEXT_AT/TEXT_START/TEXT_END;
-   * returns how many. `cur.pos` ends after the last field.
+   * @internal The reference unpack: read every field the bitmap words announce, in field order, into
+   * `dense` from index `count`, one general `read` per field. Unpack normally runs the reader generated
+   * for its table (`readerFor`), which resumes here at the first irregularity so that every error, its
+   * field, offset and message, is the one `read` gives. Non-sensitive text fields are left in
+   * `cur.chars` and listed in TEXT_AT/TEXT_START/TEXT_END from index `texts` (returns the new count);
+   * sensitive ones get their own string now (`ownText`). `cur.pos` ends after the last field.
    */
   static readFields(
     table: readonly (FieldCodec | undefined)[],
@@ -366,153 +367,42 @@ export class FieldCodec {
     dense: FieldValue[],
     checkSub: boolean,
     specName: string,
+    count = 0,
+    texts = 0,
   ): number {
-    const b = cur.bytes;
-    const end = cur.end;
-    const plain = b.constructor === Uint8Array;
-    const c8 = cur.chars;
-    const c16 = cur.chars16;
-    let p = cur.pos;
-    let o = cur.cpos;
-    let count = 0;
-    let texts = 0;
     for (let k = 0; k < 4; k++) {
       let word = k === 0 ? w0 : k === 1 ? w1 : k === 2 ? w2 : w3;
-      fields: while (word !== 0) {
+      while (word !== 0) {
         const j = Math.clz32(word);
         word &= ~(0x80000000 >>> j);
         const id = 32 * k + j + 1;
         const c = table[id];
-        if (c === undefined)
-          throw new Iso8583Error(
-            'ISO8583_FIELD_UNKNOWN',
-            String(id),
-            `bit ${id} is set but spec ${specName} does not define the field`,
-            p,
-          );
-        const op = c.op;
-        // One pass: `break fast` falls back to the general read below.
-        fast: for (; op !== OP_GENERAL && (c.sub === undefined || !checkSub); ) {
-          let q = p;
-          let n = c.max;
-          if (!c.fixed) {
-            n = c.readPrefix(b, q, end); // its errors are read's
-            q += c.prefixBytes;
-          }
-          if (op === OP_BINARY) {
-            if (q + n > end) break;
-            dense[count++] = plain ? copyBytes(b, q, n) : b.slice(q, q + n);
-            p = q + n;
-            continue fields;
-          }
-          if (op === OP_ASCII) {
-            if (q + n > end) break;
-            if (n <= SMALL_DIGITS_MAX && !c.signed) {
-              let v = 0;
-              let i = 0;
-              for (; i < n; i++) {
-                const d = b[q + i]! - 48;
-                if (d < 0 || d > 9) break;
-                v = v * 10 + d;
-              }
-              if (i === n) {
-                // Up to 4 digits (any text type: the characters are the same): a shared string.
-                dense[count++] = smallDigits(n, v);
-                p = q + n;
-                continue fields;
-              }
-            }
-            if (c.checked) {
-              if (c.signed) break;
-              const track = c.track;
-              for (let i = 0; i < n; i++) {
-                const ch = b[q + i]!;
-                if ((ch < 48 || ch > 57) && !(track && (ch === 61 || ch === 68))) break fast;
-                c8[o + i] = ch;
-              }
-            } else for (let i = 0; i < n; i++) c8[o + i] = b[q + i]!;
-            TEXT_AT[texts] = count++;
-            TEXT_START[texts] = o;
-            o += n;
-            TEXT_END[texts++] = o;
-            p = q + n;
-            continue fields;
-          }
-          // OP_BCD: n digits in (n + 1) >> 1 bytes.
-          const nbytes = (n + 1) >> 1;
-          if (q + nbytes > end) break;
-          const left = c.leftJustified;
-          if (n <= SMALL_DIGITS_MAX && c.charset === BCD_DIGITS) {
-            const v = bcdSmall(b, q, n, left);
-            if (v < 0) break;
-            dense[count++] = smallDigits(n, v);
-            p = q + nbytes;
-            continue fields;
-          }
-          const pairs = PAIRS_BY_CHARSET[c.charset]!;
-          const odd = (n & 1) === 1;
-          let x = o;
-          // Two-character stores go to even indexes: skip a character when needed (never part of a value).
-          if (((x + (odd && !left ? 1 : 0)) & 1) === 1) x++;
-          const start = x;
-          let r = q;
-          let stop = q + nbytes;
-          if (odd) {
-            if (left) {
-              // Last byte: a digit, then the pad nibble (0 or F).
-              stop--;
-              const v = b[stop]!;
-              const pad = v & 15;
-              if ((pad !== 0 && pad !== 15) || pairs[v & 0xf0]! === 0) break;
-            } else {
-              // First byte: the pad nibble, then a digit.
-              const v = b[r]!;
-              const pad = v >> 4;
-              if ((pad !== 0 && pad !== 15) || pairs[v & 15]! === 0) break;
-              c8[x++] = NIBBLE_CHAR[v & 15]!;
-              r++;
-            }
-          }
-          for (; r < stop; r++) {
-            const t = pairs[b[r]!]!;
-            if (t === 0) break fast;
-            c16[x >> 1] = t;
-            x += 2;
-          }
-          if (odd && left) c8[x++] = NIBBLE_CHAR[b[stop]! >> 4]!;
-          TEXT_AT[texts] = count++;
-          TEXT_START[texts] = start;
-          TEXT_END[texts++] = x;
-          o = x;
-          p = q + nbytes;
-          continue fields;
-        }
-        // The general read, from the start of the field.
-        cur.pos = p;
-        cur.cpos = o;
+        if (c === undefined) throw unknownField(id, specName, cur.pos);
+        const sub = checkSub ? c.sub : undefined;
+        const o = cur.cpos;
         let v: FieldValue | null = c.read(cur);
-        p = cur.pos;
         if (v === null) {
-          if (checkSub && c.sub !== undefined) {
+          if (c.sensitive) {
+            v = ownText(cur.chars, cur.cstart, cur.cpos);
+            cur.cpos = o;
+          } else if (sub !== undefined) {
             // Subfield errors come before the next field's: this value is needed now.
-            v = decodeLatin1(c8, cur.cstart, cur.cpos);
+            v = decodeLatin1(cur.chars, cur.cstart, cur.cpos);
+            cur.cpos = o;
           } else {
             TEXT_AT[texts] = count++;
             TEXT_START[texts] = cur.cstart;
             TEXT_END[texts++] = cur.cpos;
-            o = cur.cpos;
             continue;
           }
         }
-        if (checkSub && c.sub !== undefined) {
-          if (c.sub.kind === 'tlv') c.sub.parse(v as Uint8Array, cur.dataStart);
-          else c.sub.split(v, cur.dataStart);
+        if (sub !== undefined) {
+          if (sub.kind === 'tlv') sub.parse(v as Uint8Array, cur.dataStart);
+          else sub.split(v, cur.dataStart);
         }
         dense[count++] = v;
       }
     }
-    cur.pos = p;
-    cur.cpos = o;
     return texts;
   }
 
@@ -555,7 +445,9 @@ export class FieldCodec {
     cur.cstart = from;
     switch (this.enc) {
       case ENC_BINARY:
-        // A plain Uint8Array input gets a plain copy; other inputs keep their own slice() (Buffer: a view).
+        // A plain Uint8Array input gets a plain copy; other inputs keep their own slice() (Buffer: a view),
+        // except sensitive fields, which never share memory with anything (`ownBytes`).
+        if (this.sensitive) return ownBytes(b, pos, nbytes);
         return b.constructor === Uint8Array ? copyBytes(b, pos, nbytes) : b.slice(pos, pos + nbytes);
       case ENC_HEX:
         return decodeHexAscii(b, pos, chars, id);
@@ -590,7 +482,10 @@ export class FieldCodec {
     const v = this.read(cur);
     r.pos = cur.pos;
     r.dataStart = cur.dataStart;
-    return v ?? decodeLatin1(cur.chars, cur.cstart, cur.cpos);
+    if (v !== null) return v;
+    return this.sensitive
+      ? ownText(cur.chars, cur.cstart, cur.cpos)
+      : decodeLatin1(cur.chars, cur.cstart, cur.cpos);
   }
 
   /** With `unit: bytes`, the character count follows from the byte count (and, for BCD, a trailing F pad). */
@@ -654,6 +549,418 @@ export class FieldCodec {
   }
 }
 
+/** ISO8583_FIELD_UNKNOWN: bit `id` is set, the spec has no such field (offset: where it would start). */
+function unknownField(id: number, specName: string, pos: number): Iso8583Error {
+  return new Iso8583Error(
+    'ISO8583_FIELD_UNKNOWN',
+    String(id),
+    `bit ${id} is set but spec ${specName} does not define the field`,
+    pos,
+  );
+}
+
+// ------------------------------------------------------------------------------------------------
+// Generated readers. Unpack runs a function written for the codec table (a spec, or a spec under an MTI
+// override) AND the bitmap of the message: one block per field present, in field order, with the field's
+// layout (prefix, length, encoding, justification, charset, sensitivity) resolved into constants. So
+// reading a field costs its bounds and character checks and nothing else: no bit tests, no per-field
+// dispatch, no codec lookups. The blocks accept only what `read` accepts and make the same values; at the
+// first thing they do not accept (a bad prefix, a bound, a character, a pad nibble) they hand over to the
+// reference `FieldCodec.readFields` from the start of that field, which throws the reference error.
+// test/unpack-reference.test.ts holds the two to the same results on mutated inputs.
+//
+// One function per table and bitmap, because one function for every field a spec defines (127 for
+// iso87-binary) is too big for V8's optimizing compiler and runs interpreted. A bitmap gets its function
+// after READER_AFTER_SUCCESSES messages with it unpacked (by the reference reader) without error, so
+// hostile or one-off inputs never cause code generation; at most READERS_PER_TABLE bitmaps per table.
+// ------------------------------------------------------------------------------------------------
+
+/**
+ * A generated reader and the index in `dense` of each field of its bitmap (-1: absent), which messages
+ * it unpacks share for `get` (an Int8Array: at most 127 fields).
+ */
+export interface ReaderEntry {
+  read: FieldsReader;
+  ranks: Int8Array;
+}
+
+/** A generated reader: reads the fields of the words into `dense`; returns the count of listed texts. */
+export type FieldsReader = (
+  cur: ReadCursor,
+  w0: number,
+  w1: number,
+  w2: number,
+  w3: number,
+  dense: FieldValue[],
+  checkSub: boolean,
+) => number;
+
+/**
+ * Fixed text fields up to this many characters are made straight from the input bytes by
+ * String.fromCharCode (one string each, of its own, with no trip through the character buffer); longer
+ * and variable ones are cut out of one string per message (sensitive ones: `ownText`).
+ */
+const FROM_CHAR_CODE_MAX = 16;
+
+/** Code of the block that reads field `c` (number `id`). `FB` hands over to the reference reader. */
+function fieldBlock(c: FieldCodec, id: number): string {
+  const w = (id - 1) >> 5;
+  const j = (id - 1) & 31;
+  // The reference reader resumes with the words of this field and after it only.
+  const masks = [0, 1, 2, 3].map((i) => (i < w ? 0 : i > w ? -1 : (0xffffffff >>> j) | 0));
+  const FB = `return R(cur, w0 & ${masks[0]}, w1 & ${masks[1]}, w2 & ${masks[2]}, w3 & ${masks[3]}, dense, checkSub, k, t, p, o);`;
+  const L = `F${id}`;
+  const out: string[] = [`${L}: {`];
+  const hasSub = c.sub !== undefined;
+  if (c.op === OP_GENERAL || c.signed) generalBody(c, id, out, L);
+  else if (hasSub && !c.binary) {
+    // Subfields of a text field need its string at once (their errors come before the next field's).
+    out.push('if (checkSub) {');
+    generalBody(c, id, out, L);
+    out.push(`break ${L};`, '}');
+    fastBody(c, out, FB, L);
+  } else {
+    fastBody(c, out, FB, L);
+    if (hasSub)
+      out.push(
+        `if (checkSub) { const sc = C[${id}].sub; if (sc.kind === 'tlv') sc.parse(dense[k - 1], q); else sc.split(dense[k - 1], q); }`,
+      );
+  }
+  out.push('}');
+  return out.join('\n');
+}
+
+/** The general read of field `id` inside its block, as readFields does it. */
+function generalBody(c: FieldCodec, id: number, out: string[], L: string): void {
+  const hasSub = c.sub !== undefined;
+  out.push(`cur.pos = p; cur.cpos = o; g = C[${id}].read(cur); p = cur.pos;`, 'if (g === null) {');
+  if (c.sensitive) out.push('g = OT(c8, cur.cstart, cur.cpos);');
+  else {
+    const list = 'TA[t] = k++; TS[t] = cur.cstart; TE[t++] = cur.cpos; o = cur.cpos;';
+    if (hasSub) out.push(`if (checkSub) g = DL(c8, cur.cstart, cur.cpos); else { ${list} break ${L}; }`);
+    else out.push(`${list} break ${L};`);
+  }
+  out.push('}');
+  if (hasSub)
+    out.push(
+      `if (checkSub) { const sc = C[${id}].sub; if (sc.kind === 'tlv') sc.parse(g, cur.dataStart); else sc.split(g, cur.dataStart); }`,
+    );
+  out.push('dense[k++] = g;');
+}
+
+/** The straight-line read of a field of layout OP_BINARY, OP_ASCII or OP_BCD (not signed). */
+function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
+  const max = c.max;
+  const sens = c.sensitive;
+  // Length: a constant, or the prefix (bounds, digits and max checked; any failure goes to the reference).
+  if (c.fixed) out.push(`q = p; n = ${max};`);
+  else {
+    const pb = c.prefixBytes;
+    out.push(`if (p + ${pb} > end) ${FB}`);
+    const pe = c.prefixEnc;
+    if (pe === ENC_ASCII || pe === ENC_EBCDIC) {
+      const base = pe === ENC_ASCII ? 48 : 0xf0;
+      out.push('n = 0;');
+      for (let i = 0; i < pb; i++)
+        out.push(`v = b[p + ${i}] - ${base}; if (v < 0 || v > 9) ${FB} n = n * 10 + v;`);
+    } else if (pe === ENC_BCD) {
+      out.push('n = 0;');
+      for (let i = 0; i < pb; i++)
+        out.push(
+          `v = b[p + ${i}]; if ((v >> 4) > 9 || (v & 15) > 9) ${FB} n = n * 100 + (v >> 4) * 10 + (v & 15);`,
+        );
+    } else out.push(pb === 1 ? 'n = b[p];' : 'n = (b[p] << 8) | b[p + 1];');
+    out.push(`if (n > ${max}) ${FB}`, `q = p + ${pb};`);
+  }
+  const op = c.op;
+  if (op === OP_BINARY) {
+    out.push(`if (q + n > end) ${FB}`);
+    // Sensitive bytes get memory of their own; others a plain copy, or the input's own slice() (Buffer: a view).
+    out.push(sens ? 'dense[k++] = OB(b, q, n);' : 'dense[k++] = plain ? CB(b, q, n) : b.slice(q, q + n);');
+    out.push('p = q + n;');
+    return;
+  }
+  const fixedSmall = c.fixed && max <= FROM_CHAR_CODE_MAX;
+  const args = (f: (i: number) => string): string => Array.from({ length: max }, (_, i) => f(i)).join(', ');
+  if (op === OP_ASCII) {
+    out.push(`if (q + n > end) ${FB}`);
+    if (!sens && (!c.fixed || max <= SMALL_DIGITS_MAX)) {
+      // Up to 4 digits (any text type: the characters are the same): a shared string of `smallDigits`.
+      out.push(
+        `if (n <= ${SMALL_DIGITS_MAX}) { v = 0; for (z = 0; z < n; z++) { x = b[q + z] - 48; if (x < 0 || x > 9) break; v = v * 10 + x; }`,
+        `if (z === n) { dense[k++] = SD(n, v); p = q + n; break ${L}; } }`,
+      );
+    }
+    const bad = c.checked
+      ? c.track
+        ? '(x < 48 || x > 57) && x !== 61 && x !== 68'
+        : 'x < 48 || x > 57'
+      : '';
+    if (sens || fixedSmall) {
+      // A string of its own made from the input bytes (sensitive: never a slice of the message's text).
+      if (bad) out.push(`for (z = q; z < q + n; z++) { x = b[z]; if (${bad}) ${FB} }`);
+      if (fixedSmall) out.push(`dense[k++] = FCC(${args((i) => `b[q + ${i}]`)});`);
+      else out.push('dense[k++] = L1(b, q, q + n);');
+      out.push('p = q + n;');
+      return;
+    }
+    if (bad) out.push(`for (z = 0; z < n; z++) { x = b[q + z]; if (${bad}) ${FB} c8[o + z] = x; }`);
+    else out.push('for (z = 0; z < n; z++) c8[o + z] = b[q + z];');
+    out.push('TA[t] = k++; TS[t] = o; o += n; TE[t++] = o; p = q + n;');
+    return;
+  }
+  // OP_BCD: n digits in (n + 1) >> 1 bytes.
+  const left = c.leftJustified;
+  const pairs = ['PD', 'PT', 'PH', 'PH'][c.charset]!;
+  out.push(`nb = (n + 1) >> 1; if (q + nb > end) ${FB}`);
+  if (!sens && c.charset === BCD_DIGITS && (!c.fixed || max <= SMALL_DIGITS_MAX)) {
+    out.push(
+      `if (n <= ${SMALL_DIGITS_MAX}) { v = BS(b, q, n, ${left}); if (v < 0) ${FB} dense[k++] = SD(n, v); p = q + nb; break ${L}; }`,
+    );
+  }
+  if (fixedSmall) {
+    // Check every nibble (and the pad nibble of an odd count), then one string from the nibbles.
+    const odd = (max & 1) === 1;
+    const padCheck = (v: string) => `((${v}) !== 0 && (${v}) !== 15)`;
+    let from = 'q';
+    let to = 'q + nb';
+    if (odd && left) {
+      out.push(`v = b[q + nb - 1]; if (${padCheck('v & 15')} || ${pairs}[v & 0xf0] === 0) ${FB}`);
+      to = 'q + nb - 1';
+    } else if (odd) {
+      out.push(`v = b[q]; if (${padCheck('v >> 4')} || ${pairs}[v & 15] === 0) ${FB}`);
+      from = 'q + 1';
+    }
+    out.push(`for (r = ${from}; r < ${to}; r++) if (${pairs}[b[r]] === 0) ${FB}`);
+    // Nibble i of the data (after the pad nibble of a right-justified odd count) as a character.
+    const skip = odd && !left ? 1 : 0;
+    const nibble = (i: number): string => {
+      const at = i + skip;
+      const byte = `b[q + ${at >> 1}]`;
+      const v = (at & 1) === 0 ? `${byte} >> 4` : `${byte} & 15`;
+      return c.charset === BCD_DIGITS ? `48 + (${v})` : `NC[${v}]`;
+    };
+    out.push(`dense[k++] = FCC(${args(nibble)});`, 'p = q + nb;');
+    return;
+  }
+  const odd = c.fixed ? ((max & 1) === 1 ? 'true' : 'false') : '(n & 1) === 1';
+  // Two-character stores go to even indexes: skip a character when needed (never part of a value).
+  // Sensitive characters start at a multiple of 4 (plus the lone first digit of a right-justified odd
+  // count), so that wiping them in 32-bit words after use touches no other field's characters.
+  const align = sens
+    ? `x = (o + 3) & ~3; if (od && ${!left}) x++;`
+    : `x = o; if (((x + (od && ${!left} ? 1 : 0)) & 1) === 1) x++;`;
+  out.push(`od = ${odd}; ${align}`, 'st = x; r = q; e = q + nb;');
+  if (left)
+    out.push(
+      `if (od) { e--; v = b[e]; if (((v & 15) !== 0 && (v & 15) !== 15) || ${pairs}[v & 0xf0] === 0) ${FB} }`,
+    );
+  else
+    out.push(
+      `if (od) { v = b[r]; if (((v >> 4) !== 0 && (v >> 4) !== 15) || ${pairs}[v & 15] === 0) ${FB} c8[x++] = NC[v & 15]; r++; }`,
+    );
+  out.push(`for (; r < e; r++) { v = ${pairs}[b[r]]; if (v === 0) ${FB} c16[x >> 1] = v; x += 2; }`);
+  if (left) out.push('if (od) c8[x++] = NC[b[e] >> 4];');
+  // Sensitive: a string of its own, then its characters are wiped from the shared buffer (`o` does not
+  // move: the next field's characters go where they were).
+  if (sens) out.push('dense[k++] = L1(c8, st, x); for (z = st >> 2; z < (x + 3) >> 2; z++) c32[z] = 0;');
+  else out.push('TA[t] = k++; TS[t] = st; TE[t++] = x; o = x;');
+  out.push('p = q + nb;');
+}
+
+/**
+ * Source of the reader of `table` for messages whose bitmap words are w0..w3 (bit 1 clear), or undefined
+ * when a bit is set for a field the table lacks (such a message never unpacks). For reading:
+ * `readerSource(spec.fields, w0, w1, 0, 0)`.
+ */
+export function readerSource(
+  table: readonly (FieldCodec | undefined)[],
+  w0: number,
+  w1: number,
+  w2: number,
+  w3: number,
+): string | undefined {
+  const blocks: string[] = [];
+  const words = [w0, w1, w2, w3];
+  for (let k = 0; k < 4; k++) {
+    let word = words[k]!;
+    while (word !== 0) {
+      const j = Math.clz32(word);
+      word &= ~(0x80000000 >>> j);
+      const id = 32 * k + j + 1;
+      const c = table[id];
+      if (c === undefined || id === 1) return undefined;
+      blocks.push(fieldBlock(c, id));
+    }
+  }
+  return [
+    '"use strict";',
+    'return function readFieldsGenerated(cur, w0, w1, w2, w3, dense, checkSub) {',
+    'const b = cur.bytes; const end = cur.end; const c8 = cur.chars; const c16 = cur.chars16; const c32 = cur.chars32;',
+    'const plain = b.constructor === Uint8Array;',
+    'let p = cur.pos; let o = cur.cpos; let k = 0; let t = 0;',
+    'let q = 0, n = 0, v = 0, x = 0, z = 0, r = 0, e = 0, st = 0, nb = 0, od = false, g = null;',
+    ...blocks,
+    'cur.pos = p; cur.cpos = o;',
+    'return t;',
+    '};',
+  ].join('\n');
+}
+
+/** Helper names the generated code uses, and their values (per table: R and C are the table's). */
+function readerHelpers(
+  table: readonly (FieldCodec | undefined)[],
+  specName: string,
+): Record<string, unknown> {
+  const R = (
+    cur: ReadCursor,
+    w0: number,
+    w1: number,
+    w2: number,
+    w3: number,
+    dense: FieldValue[],
+    checkSub: boolean,
+    k: number,
+    t: number,
+    p: number,
+    o: number,
+  ): number => {
+    cur.pos = p;
+    cur.cpos = o;
+    return FieldCodec.readFields(table, cur, w0, w1, w2, w3, dense, checkSub, specName, k, t);
+  };
+  return {
+    R,
+    C: table,
+    TA: TEXT_AT,
+    TS: TEXT_START,
+    TE: TEXT_END,
+    PD: PAIRS_DIGITS,
+    PT: PAIRS_TRACK,
+    PH: PAIRS_HEX,
+    NC: NIBBLE_CHAR,
+    SD: smallDigits,
+    BS: bcdSmall,
+    CB: copyBytes,
+    OB: ownBytes,
+    OT: ownText,
+    DL: decodeLatin1,
+    L1: decodeLatin1,
+    FCC: String.fromCharCode,
+  };
+}
+
+/** Successful reference unpacks of a bitmap before it gets a generated reader. */
+export const READER_AFTER_SUCCESSES = 2;
+/** Generated readers per codec table (distinct bitmaps); later bitmaps keep the reference reader. */
+export const READERS_PER_TABLE = 64;
+/** Slots of the bitmap hash table of a ReaderCache (a power of two, well above READERS_PER_TABLE). */
+const CACHE_SLOTS = 256;
+/** False once `new Function` has failed (node --disallow-code-generation-from-strings). */
+let codegenAllowed = true;
+
+/**
+ * @internal The generated readers of one codec table, by bitmap: an open-addressing hash table of the
+ * four words (probing compares four integers; no string key per unpack), which also counts the successful
+ * unpacks of bitmaps that have no reader yet.
+ */
+export class ReaderCache {
+  private readonly table: readonly (FieldCodec | undefined)[];
+  private readonly specName: string;
+  private readonly keys = new Int32Array(CACHE_SLOTS * 4);
+  private readonly used = new Uint8Array(CACHE_SLOTS);
+  private readonly counts = new Uint8Array(CACHE_SLOTS);
+  private readonly fns: (ReaderEntry | undefined)[] = new Array(CACHE_SLOTS).fill(undefined);
+  private entries = 0;
+  private compiled = 0;
+  private helpers: Record<string, unknown> | undefined;
+
+  constructor(table: readonly (FieldCodec | undefined)[], specName: string) {
+    this.table = table;
+    this.specName = specName;
+  }
+
+  /** The slot of the bitmap, or of the empty slot where it would go, or -1 (table full, not there). */
+  private slot(w0: number, w1: number, w2: number, w3: number): number {
+    const keys = this.keys;
+    let h = Math.imul(w0 ^ Math.imul(w1, 0x27d4eb2d) ^ Math.imul(w2, 0x165667b1) ^ w3, 0x9e3779b1) >>> 24;
+    for (let i = 0; i < CACHE_SLOTS; i++) {
+      if (this.used[h] === 0) return h;
+      const a = h * 4;
+      if (keys[a] === w0 && keys[a + 1] === w1 && keys[a + 2] === w2 && keys[a + 3] === w3) return h;
+      h = (h + 1) & (CACHE_SLOTS - 1);
+    }
+    return -1;
+  }
+
+  /** The generated reader of this bitmap, if it has one. */
+  get(w0: number, w1: number, w2: number, w3: number): ReaderEntry | undefined {
+    const h = this.slot(w0, w1, w2, w3);
+    return h < 0 ? undefined : this.fns[h];
+  }
+
+  /** A message with this bitmap unpacked without error (by the reference reader). */
+  succeeded(w0: number, w1: number, w2: number, w3: number): void {
+    if (!codegenAllowed || this.compiled >= READERS_PER_TABLE) return;
+    const h = this.slot(w0, w1, w2, w3);
+    if (h < 0) return;
+    if (this.used[h] === 0) {
+      // Half full at most: probing stays short, and counting never pushes readers out.
+      if (this.entries >= CACHE_SLOTS / 2) return;
+      this.used[h] = 1;
+      this.entries++;
+      const a = h * 4;
+      this.keys[a] = w0;
+      this.keys[a + 1] = w1;
+      this.keys[a + 2] = w2;
+      this.keys[a + 3] = w3;
+    }
+    if (this.fns[h] !== undefined || ++this.counts[h]! < READER_AFTER_SUCCESSES) return;
+    const source = readerSource(this.table, w0, w1, w2, w3);
+    if (source === undefined) return;
+    this.helpers ??= readerHelpers(this.table, this.specName);
+    const names = Object.keys(this.helpers);
+    try {
+      const factory = new Function(...names, source) as (...a: unknown[]) => FieldsReader;
+      const read = factory(...names.map((n) => this.helpers![n]));
+      const ranks = new Int8Array(129).fill(-1);
+      let rank = 0;
+      [w0, w1, w2, w3].forEach((word, k) => {
+        for (let j = 0; j < 32; j++) if ((word & (0x80000000 >>> j)) !== 0) ranks[32 * k + j + 1] = rank++;
+      });
+      this.fns[h] = { read, ranks };
+      this.compiled++;
+    } catch (e) {
+      if (!(e instanceof EvalError)) throw e;
+      codegenAllowed = false;
+    }
+  }
+}
+
+/**
+ * Bytes [pos, pos + n) in memory of their own (a sensitive field: a PIN block, ICC data). Never a view of
+ * the input or of a shared slab, so that keeping this value keeps nothing else alive, and nothing else
+ * keeps it. A Buffer input gets a Buffer (over its own ArrayBuffer, not the pool).
+ */
+function ownBytes(b: Uint8Array, pos: number, n: number): Uint8Array {
+  const v = new Uint8Array(n);
+  for (let i = 0; i < n; i++) v[i] = b[pos + i]!;
+  return b.constructor === Uint8Array || !Buffer.isBuffer(b) ? v : Buffer.from(v.buffer, 0, n);
+}
+
+/**
+ * The characters `chars[start, end)` as a string of its own (a sensitive field: PAN, track data), then
+ * wiped from the shared character buffer. Text values of 13 or more characters cut out of a longer string
+ * are slices of it in V8 (they keep all of it alive); sensitive values must never be such a slice, nor
+ * share a string with other fields, so they are made here, one native string per value, never by
+ * substring. test/unpack-reference.test.ts checks it in a heap snapshot.
+ */
+export function ownText(chars: Uint8Array, start: number, end: number): string {
+  const s = decodeLatin1(chars, start, end);
+  for (let i = start; i < end; i++) chars[i] = 0;
+  return s;
+}
+
 /** ISO8583_TRUNCATED: `n` bytes needed at `pos`, the input ends at `end`. */
 function truncated(field: string, what: string, n: number, pos: number, end: number): Iso8583Error {
   return new Iso8583Error('ISO8583_TRUNCATED', field, `${what} needs ${n} bytes, ${end - pos} remain`, pos);
@@ -715,12 +1022,39 @@ function bcdSmall(b: Uint8Array, p: number, n: number, leftJustified: boolean): 
   return v;
 }
 
-/** A fresh Uint8Array holding bytes [pos, pos + n) (a loop beats slice() for the short values of ISO 8583). */
+/**
+ * Memory of the values of non-sensitive `b` fields (a MAC, key data under a KEK, a bitmap): unpack copies
+ * them into a shared 8 KiB slab and returns a view of their bytes, as Node's Buffer pool and pack do,
+ * because a fresh ArrayBuffer per value costs more than reading the rest of the field. Each view has its
+ * own exact length and bytes; the slab cannot be transferred to a worker (that would detach the other
+ * values in it). Sensitive fields never come from here (`ownBytes`).
+ */
+const VALUE_SLAB_BYTES = 8192;
+/** Values longer than this get an ArrayBuffer of their own. */
+const VALUE_SLAB_MAX_BYTES = 64;
+let valueSlabBuffer = newValueSlab();
+let valueSlab = new Uint8Array(valueSlabBuffer);
+let valueSlabUsed = 0;
+
+function newValueSlab(): ArrayBuffer {
+  const ab = new ArrayBuffer(VALUE_SLAB_BYTES);
+  markAsUntransferable(ab);
+  return ab;
+}
+
+/** Bytes [pos, pos + n) of a non-sensitive field: a copy, in the value slab when short. */
 function copyBytes(b: Uint8Array, pos: number, n: number): Uint8Array {
-  if (n > 64) return b.slice(pos, pos + n);
-  const v = new Uint8Array(n);
-  for (let i = 0; i < n; i++) v[i] = b[pos + i]!;
-  return v;
+  if (n > VALUE_SLAB_MAX_BYTES) return b.slice(pos, pos + n);
+  let at = valueSlabUsed;
+  if (at + n > VALUE_SLAB_BYTES) {
+    valueSlabBuffer = newValueSlab();
+    valueSlab = new Uint8Array(valueSlabBuffer);
+    at = 0;
+  }
+  const slab = valueSlab;
+  for (let i = 0; i < n; i++) slab[at + i] = b[pos + i]!;
+  valueSlabUsed = (at + n + 7) & ~7; // 8-byte aligned, as Buffer's pool
+  return new Uint8Array(valueSlabBuffer, at, n);
 }
 
 /** Per text field read by `readFields`: its index among the fields, and its characters in `cur.chars`. */
@@ -741,8 +1075,9 @@ export class ReadCursor {
   dataStart = 0;
   /** Characters of text fields, one field after the other; `cpos` is the next free index. */
   chars: Uint8Array = new Uint8Array(1024);
-  /** The same memory in 16-bit units (two BCD characters per store). */
+  /** The same memory in 16-bit units (two BCD characters per store) and 32-bit units (wiping). */
   chars16: Uint16Array = new Uint16Array(this.chars.buffer);
+  chars32: Uint32Array = new Uint32Array(this.chars.buffer);
   cpos = 0;
   /** Where the characters of the last text field read start (they end at `cpos`). */
   cstart = 0;
@@ -754,11 +1089,13 @@ export class ReadCursor {
     this.dataStart = pos;
     this.cpos = 0;
     this.cstart = 0;
-    // A byte gives at most 2 characters (BCD), plus one alignment gap per field: three times always fits.
-    const need = 3 * (end - pos) + 8;
+    // A byte gives at most 2 characters (BCD), plus an alignment gap of up to 4 per field (a field takes
+    // a byte at least): six times always fits, with room for a wipe rounded up to 32 bits.
+    const need = (6 * (end - pos) + 16) & ~3;
     if (this.chars.length < need) {
-      this.chars = new Uint8Array(need + (need & 1));
+      this.chars = new Uint8Array(need);
       this.chars16 = new Uint16Array(this.chars.buffer);
+      this.chars32 = new Uint32Array(this.chars.buffer);
     }
   }
 }

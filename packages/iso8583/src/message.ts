@@ -11,7 +11,15 @@ import { describe as describeMessage, fromJson, toJson } from './describe.js';
 import { markAsUntransferable } from 'node:worker_threads';
 import { bytesToHex, decodeEbcdic, decodeLatin1, Writer } from './encoding.js';
 import { Iso8583Error } from './errors.js';
-import { FieldCodec, type FieldValue, ReadCursor, TEXT_AT, TEXT_END, TEXT_START } from './field.js';
+import {
+  FieldCodec,
+  type FieldValue,
+  ReadCursor,
+  ReaderCache,
+  TEXT_AT,
+  TEXT_END,
+  TEXT_START,
+} from './field.js';
 import { DEFAULT_ECHO_FIELDS, type MessageSpec, validateSpec } from './spec.js';
 import { normalizeTag, type PositionalCodec, type TlvCodec } from './subfields.js';
 
@@ -39,6 +47,9 @@ export class CompiledSpec {
   /** Field numbers a response echoes (`startResponse`). */
   readonly echo: readonly number[];
   private readonly byMti: Map<string, Table>;
+  /** The generated readers of `fields` and of each override table (field.ts "Generated readers"). */
+  private readonly readers = new Map<Table, ReaderCache>();
+  private mainReaders: ReaderCache | undefined;
 
   constructor(spec: MessageSpec) {
     this.source = spec;
@@ -60,6 +71,20 @@ export class CompiledSpec {
   /** The codec table that applies to messages of this MTI (overrides included). */
   fieldsFor(mti: string): Table {
     return this.byMti.size === 0 ? this.fields : (this.byMti.get(mti) ?? this.fields);
+  }
+
+  /** @internal The generated readers of `table` (this spec's `fields` or an override table). */
+  readersOf(table: Table): ReaderCache {
+    if (table === this.fields) {
+      this.mainReaders ??= new ReaderCache(table, this.name);
+      return this.mainReaders;
+    }
+    let r = this.readers.get(table);
+    if (r === undefined) {
+      r = new ReaderCache(table, this.name);
+      this.readers.set(table, r);
+    }
+    return r;
   }
 
   /** The codec of field `id` for a message of type `mti`, or undefined when the spec lacks it. */
@@ -134,6 +159,9 @@ function popcount(x: number): number {
   return Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24;
 }
 
+/** The table fromParts hands to the constructor it calls (set for that one call only). */
+let unpacked: Table | undefined;
+
 /** Shared by every message that has no field yet; replaced by its own array at the first set. */
 const NO_VALUES: FieldValue[] = [];
 
@@ -164,11 +192,23 @@ export class Iso8583Message {
   private n3 = 0;
   /** Values of the present fields in ascending field number order. */
   private dense: FieldValue[] = NO_VALUES;
+  /**
+   * From unpack, until the first change: the index in `dense` of each field (-1: absent), shared by
+   * the messages of one bitmap (field.ts ReaderEntry), so that `get` is two loads.
+   */
+  private ranks: Int8Array | undefined = undefined;
   /** The 129-slot array, once `values` has been asked for; from then on the only store. */
   private slots: (FieldValue | undefined)[] | undefined = undefined;
 
   constructor(spec: CompiledSpec, mti: string, fields?: Record<string, FieldValue>) {
     this.spec = spec;
+    if (unpacked !== undefined) {
+      // From fromParts: unpack has checked the MTI and found its table.
+      this.mtiValue = mti;
+      this.table = unpacked;
+      unpacked = undefined;
+      return;
+    }
     this.mtiValue = checkMti(mti);
     this.table = spec.fieldsFor(mti);
     if (!fields) return;
@@ -187,6 +227,7 @@ export class Iso8583Message {
   set mti(mti: string) {
     this.mtiValue = checkMti(mti);
     this.table = this.spec.fieldsFor(mti);
+    this.ranks = undefined; // get's shortcut assumes the table the message was unpacked with
   }
 
   /**
@@ -195,6 +236,7 @@ export class Iso8583Message {
    */
   get values(): (FieldValue | undefined)[] {
     if (this.slots !== undefined) return this.slots;
+    this.ranks = undefined;
     const slots: (FieldValue | undefined)[] = new Array(129).fill(undefined);
     const dense = this.dense;
     let k = 0;
@@ -218,16 +260,22 @@ export class Iso8583Message {
     return new Iso8583Message(spec, mti);
   }
 
-  /** @internal The message unpack assembled: its bitmap words and the values in field order. */
+  /**
+   * @internal The message unpack assembled: its codec table (of this MTI), bitmap words, values in field
+   * order and, when a generated reader made it, the ranks of its fields.
+   */
   static fromParts(
     spec: CompiledSpec,
+    table: Table,
     mti: string,
     w0: number,
     w1: number,
     w2: number,
     w3: number,
     dense: FieldValue[],
+    ranks: Int8Array | undefined,
   ): Iso8583Message {
+    unpacked = table;
     const m = new Iso8583Message(spec, mti);
     m.w0 = w0;
     m.w1 = w1;
@@ -235,6 +283,7 @@ export class Iso8583Message {
     m.w3 = w3;
     m.countWords();
     m.dense = dense;
+    m.ranks = ranks;
     return m;
   }
 
@@ -246,6 +295,11 @@ export class Iso8583Message {
 
   /** @internal The value of field `id` (2..128) whatever the spec says, or undefined. */
   valueAt(id: number): FieldValue | undefined {
+    const ranks = this.ranks;
+    if (ranks !== undefined) {
+      const r = ranks[id]!;
+      return r < 0 ? undefined : this.dense[r];
+    }
     if (this.slots !== undefined) return this.slots[id];
     const k = id - 1;
     const w = k >> 5;
@@ -259,6 +313,7 @@ export class Iso8583Message {
 
   /** @internal Store (or with undefined, remove) the value of field `id` (2..128), unchecked. */
   putValue(id: number, value: FieldValue | undefined): void {
+    this.ranks = undefined;
     const slots = this.slots;
     if (slots !== undefined) {
       slots[id] = value;
@@ -317,7 +372,12 @@ export class Iso8583Message {
   /** The value of a field or subfield, or undefined when absent. */
   get(path: string | number): FieldValue | undefined {
     const plain = plainFieldId(path);
-    if (plain > 0 && this.table[plain] !== undefined) return this.valueAt(plain);
+    if (plain > 0) {
+      // A field present after unpack is one the table has: no need to look.
+      const ranks = this.ranks;
+      if (ranks !== undefined && ranks[plain]! >= 0) return this.dense[ranks[plain]!];
+      if (this.table[plain] !== undefined) return this.valueAt(plain);
+    }
     return this.getPath(path);
   }
 
@@ -717,6 +777,19 @@ export function unpackMessage(
   bytes: Uint8Array,
   options?: UnpackOptions,
 ): Iso8583Message {
+  return unpackWith(spec, bytes, options, true);
+}
+
+/**
+ * @internal `unpackMessage` with the generated reader (`generated`), or with the reference reader
+ * alone (FieldCodec.readFields: one general read per field), which the tests compare it with.
+ */
+export function unpackWith(
+  spec: CompiledSpec,
+  bytes: Uint8Array,
+  options: UnpackOptions | undefined,
+  generated: boolean,
+): Iso8583Message {
   if (!(bytes instanceof Uint8Array)) throw new TypeError('unpack: bytes must be a Uint8Array');
   const end = bytes.length;
   const mti = readMti(spec, bytes, 0, end);
@@ -745,7 +818,12 @@ export function unpackMessage(
   cur.reset(bytes, pos, end);
   const words0 = w0 & 0x7fffffff; // bit 1 is the secondary bitmap indicator, not a field
   const dense: FieldValue[] = new Array(popcount(words0) + popcount(w1) + popcount(w2) + popcount(w3));
-  const texts = FieldCodec.readFields(table, cur, words0, w1, w2, w3, dense, checkSub, spec.name);
+  const readers = generated ? spec.readersOf(table) : undefined;
+  const reader = readers?.get(words0, w1, w2, w3);
+  const texts =
+    reader !== undefined
+      ? reader.read(cur, words0, w1, w2, w3, dense, checkSub)
+      : FieldCodec.readFields(table, cur, words0, w1, w2, w3, dense, checkSub, spec.name);
   if (cur.pos !== end)
     throw new Iso8583Error(
       'ISO8583_TRAILING_BYTES',
@@ -753,11 +831,13 @@ export function unpackMessage(
       `${end - cur.pos} bytes remain after the last field`,
       cur.pos,
     );
+  // A bitmap whose messages unpack gets its own reader (after a few: field.ts READER_AFTER_SUCCESSES).
+  if (reader === undefined && readers !== undefined) readers.succeeded(words0, w1, w2, w3);
   if (texts > 0) {
     const all = decodeLatin1(cur.chars, 0, cur.cpos);
     for (let i = 0; i < texts; i++) dense[TEXT_AT[i]!] = all.substring(TEXT_START[i]!, TEXT_END[i]!);
   }
-  return Iso8583Message.fromParts(spec, mti, words0, w1, w2, w3, dense);
+  return Iso8583Message.fromParts(spec, table, mti, words0, w1, w2, w3, dense, reader?.ranks);
 }
 
 /**
