@@ -19,6 +19,7 @@ commands:
   up         set up (once) and run the network: HSM, two issuers, switch, POSP, each its own process
   terminal   drive a terminal against a running network (sign-in, purchase, inquiry, void, refund)
   txn        txn show: the state of one transaction at every party
+  chaos      seeded run of the network under faults and kills, then the auditor of docs/invariants.md
   hsm        the HSM: LMK ceremony (init), serve, audit verify
   issuer     issuer serve --config FILE
   switch     switch serve --config FILE
@@ -63,6 +64,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     case 'txn': {
       const { txnCommand } = await import('./network/txn.js');
       return txnCommand(rest, io);
+    }
+    case 'chaos': {
+      const { chaosCommand } = await import('./chaos/command.js');
+      return chaosCommand(rest, io);
     }
     case undefined:
     case 'help':
