@@ -11,6 +11,14 @@ import { TerminalError } from './errors.js';
 export const TERMINAL_ANSWER_TIMEOUT_MS_DEFAULT = 30_000;
 /** How long the terminal waits for the TCP connection to the POSP. */
 export const TERMINAL_CONNECT_TIMEOUT_MS_DEFAULT = 5_000;
+/** Reversal 0400 tries per occasion (cup-pos-dialect.md 2.7: public terminal code uses 3). */
+export const TERMINAL_REVERSAL_MAX_ATTEMPTS_DEFAULT = 3;
+/** 0500 and each 0320 of a settlement: tries per message before the settlement gives up. */
+export const TERMINAL_SETTLEMENT_MAX_ATTEMPTS_DEFAULT = 3;
+/** Pause between two tries of the same reversal or settlement message. */
+export const TERMINAL_RETRY_DELAY_MS_DEFAULT = 1_000;
+/** Upper bound of every retry count setting. */
+export const TERMINAL_MAX_ATTEMPTS_LIMIT = 10;
 /** Largest config file read. */
 export const TERMINAL_CONFIG_MAX_BYTES = 64 * 1024;
 
@@ -33,6 +41,14 @@ export interface TerminalConfig {
   pinpadStatePath: string;
   answerTimeoutMs: number;
   connectTimeoutMs: number;
+  /** Tries of a pending reversal each time it is due (before a transaction, sign-in, settlement). */
+  reversalMaxAttempts: number;
+  /** How long one reversal try waits for its 0410. */
+  reversalAnswerTimeoutMs: number;
+  /** Tries of the 0500 and of each 0320 of a settlement. */
+  settlementMaxAttempts: number;
+  /** Pause between two tries of a reversal or settlement message. */
+  retryDelayMs: number;
   /** `tdk`: track 2 enciphered under the TDK (53 position 3 = 1); `none`: sent in clear. */
   trackEncryption: 'tdk' | 'none';
   /** 63.1 operator code, 3 characters. */
@@ -54,6 +70,10 @@ export interface TerminalConfigInput {
   pinpadStatePath?: string;
   answerTimeoutMs?: number;
   connectTimeoutMs?: number;
+  reversalMaxAttempts?: number;
+  reversalAnswerTimeoutMs?: number;
+  settlementMaxAttempts?: number;
+  retryDelayMs?: number;
   trackEncryption?: 'tdk' | 'none';
   operator?: string;
   currency?: string;
@@ -106,6 +126,10 @@ const KNOWN_KEYS = new Set([
   'pinpadStatePath',
   'answerTimeoutMs',
   'connectTimeoutMs',
+  'reversalMaxAttempts',
+  'reversalAnswerTimeoutMs',
+  'settlementMaxAttempts',
+  'retryDelayMs',
   'trackEncryption',
   'operator',
   'currency',
@@ -141,6 +165,10 @@ export function validateTerminalConfig(input: unknown): TerminalConfig {
   const operator = c.operator === undefined ? '001' : printable(c.operator, 'config.operator', 3);
   const currency = c.currency === undefined ? '156' : str(c.currency, 'config.currency');
   if (!/^[0-9]{3}$/.test(currency)) fail('config.currency', 'must be 3 digits (ISO 4217 numeric)');
+  const answerTimeoutMs =
+    c.answerTimeoutMs === undefined
+      ? TERMINAL_ANSWER_TIMEOUT_MS_DEFAULT
+      : int(c.answerTimeoutMs, 'config.answerTimeoutMs', 100, 300_000);
   return {
     terminalId,
     merchantId,
@@ -154,14 +182,27 @@ export function validateTerminalConfig(input: unknown): TerminalConfig {
     stateDir,
     databasePath: optPath('databasePath', join(stateDir, 'terminal.sqlite')),
     pinpadStatePath: optPath('pinpadStatePath', join(stateDir, 'pinpad.sealed')),
-    answerTimeoutMs:
-      c.answerTimeoutMs === undefined
-        ? TERMINAL_ANSWER_TIMEOUT_MS_DEFAULT
-        : int(c.answerTimeoutMs, 'config.answerTimeoutMs', 100, 300_000),
+    answerTimeoutMs,
     connectTimeoutMs:
       c.connectTimeoutMs === undefined
         ? TERMINAL_CONNECT_TIMEOUT_MS_DEFAULT
         : int(c.connectTimeoutMs, 'config.connectTimeoutMs', 100, 60_000),
+    reversalMaxAttempts:
+      c.reversalMaxAttempts === undefined
+        ? TERMINAL_REVERSAL_MAX_ATTEMPTS_DEFAULT
+        : int(c.reversalMaxAttempts, 'config.reversalMaxAttempts', 1, TERMINAL_MAX_ATTEMPTS_LIMIT),
+    reversalAnswerTimeoutMs:
+      c.reversalAnswerTimeoutMs === undefined
+        ? answerTimeoutMs
+        : int(c.reversalAnswerTimeoutMs, 'config.reversalAnswerTimeoutMs', 100, 300_000),
+    settlementMaxAttempts:
+      c.settlementMaxAttempts === undefined
+        ? TERMINAL_SETTLEMENT_MAX_ATTEMPTS_DEFAULT
+        : int(c.settlementMaxAttempts, 'config.settlementMaxAttempts', 1, TERMINAL_MAX_ATTEMPTS_LIMIT),
+    retryDelayMs:
+      c.retryDelayMs === undefined
+        ? TERMINAL_RETRY_DELAY_MS_DEFAULT
+        : int(c.retryDelayMs, 'config.retryDelayMs', 0, 60_000),
     trackEncryption,
     operator,
     currency,

@@ -24,10 +24,12 @@ export const TERMINAL_ERROR_CODES = {
   TERMINAL_AMOUNT_INVALID: 'an amount is not a positive safe integer of minor units within 12 digits',
   TERMINAL_NOT_SIGNED_IN: 'the terminal has no working keys: sign in first',
   TERMINAL_REVERSAL_PENDING:
-    'a reversal record is pending: it must be sent before another online transaction (issue 6)',
+    'a reversal record is pending and could not be sent: no other online transaction until it is acknowledged',
   TERMINAL_BUSY: 'the terminal is already running a transaction (one request at a time)',
   TERMINAL_ORIGINAL_NOT_FOUND:
     'the original transaction of a void is not in the current batch, or cannot be voided',
+  TERMINAL_BATCH_FULL:
+    'the current batch holds the most transactions or the largest total a 0500 can carry: settle first',
   TERMINAL_CLOSED: 'the terminal has been closed',
 } as const;
 

@@ -6,5 +6,6 @@ export * from './pinpad.js';
 export * from './card.js';
 export * from './config.js';
 export { TERMINAL_MIGRATIONS } from './migrations.js';
+export * from './settlement.js';
 export * from './slip.js';
 export * from './terminal.js';

@@ -65,4 +65,39 @@ CREATE TABLE pending_reversals (
 );
 `,
   },
+  {
+    id: 2,
+    name: 'reversal attempts, reversal journal, settlements',
+    sql: `
+ALTER TABLE pending_reversals ADD COLUMN last_attempt_at TEXT;
+ALTER TABLE pending_reversals ADD COLUMN last_outcome TEXT;
+
+CREATE TABLE reversals_done (
+  id INTEGER PRIMARY KEY,
+  stan INTEGER NOT NULL,
+  batch_number INTEGER NOT NULL,
+  txn_type TEXT NOT NULL,
+  amount_minor INTEGER NOT NULL,
+  pan_masked TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  response_code TEXT NOT NULL,
+  rrn TEXT,
+  completed_at TEXT NOT NULL
+);
+
+CREATE TABLE settlements (
+  id INTEGER PRIMARY KEY,
+  batch_number INTEGER NOT NULL,
+  debit_total_minor INTEGER NOT NULL,
+  debit_count INTEGER NOT NULL,
+  credit_total_minor INTEGER NOT NULL,
+  credit_count INTEGER NOT NULL,
+  result TEXT NOT NULL CHECK (result IN ('balanced', 'uploaded')),
+  uploaded_count INTEGER NOT NULL,
+  stan INTEGER NOT NULL,
+  settled_at TEXT NOT NULL
+);
+`,
+  },
 ];

@@ -5,7 +5,8 @@
  * Layout follows the usual UnionPay POS slip (merchant, terminal, card, type, batch/trace, reference,
  * authorisation, date/time, amount, result), bilingual Chinese / English.
  */
-import type { TransactionResult, TransactionType } from './terminal.js';
+import type { SettlementTotals } from './settlement.js';
+import type { PendingReversal, SettlementResult, TransactionResult, TransactionType } from './terminal.js';
 
 export type SlipCopy = 'merchant' | 'cardholder';
 
@@ -126,5 +127,136 @@ export function formatSlip(s: SlipInput, copy: SlipCopy): string {
     lines.push('请妥善保管 / PLEASE KEEP THIS SLIP');
   }
   // An empty value (no RRN on a no-answer, no auth code on a decline) leaves no trailing blank.
+  return `${lines.map((l) => l.trimEnd()).join('\n')}\n`;
+}
+
+/** Field 39 reasons of a 0400 (cup-pos-dialect.md 2.7), as printed on a reversal slip. */
+export const REVERSAL_REASON_LABELS: Readonly<Record<string, string>> = {
+  '98': '无应答 / NO ANSWER',
+  '96': '终端未完成 / TERMINAL FAILURE',
+  A0: '应答MAC错 / ANSWER MAC INVALID',
+  '06': '其他 / OTHER',
+};
+
+export interface ReversalSlipInput {
+  /** The record that was reversed (original batch, STAN, date, amount, masked PAN, reason). */
+  reversal: Pick<
+    PendingReversal,
+    'type' | 'stan' | 'batchNumber' | 'amountMinor' | 'maskedPan' | 'localDate' | 'localTime' | 'reason'
+  >;
+  /** RRN of the 0410, when the POSP gave one. */
+  rrn?: string;
+  /** When the reversal went out. */
+  localYear: number;
+  localDate: string;
+  localTime: string;
+  merchantName: string;
+  merchantId: string;
+  terminalId: string;
+  currencyLabel?: string;
+}
+
+const mmdd = (d: string) => `${d.slice(0, 2)}/${d.slice(2, 4)}`;
+const hhmmss = (t: string) => `${t.slice(0, 2)}:${t.slice(2, 4)}:${t.slice(4, 6)}`;
+
+/**
+ * A reversal slip (沖正 / REVERSAL): printed after an automatic reversal is acknowledged, so that
+ * the merchant and the cardholder hold paper saying the unanswered transaction did not stand.
+ */
+export function formatReversalSlip(s: ReversalSlipInput, copy: SlipCopy): string {
+  const cur = s.currencyLabel ?? 'RMB';
+  const r = s.reversal;
+  const lines = [
+    '沖正單 / REVERSAL SLIP',
+    copy === 'merchant' ? '商户存根 / MERCHANT COPY' : '持卡人存根 / CARDHOLDER COPY',
+    RULE,
+    `商户名称 MERCHANT NAME: ${s.merchantName}`,
+    `商户编号 MERCHANT NO: ${s.merchantId}`,
+    `终端编号 TERMINAL NO: ${s.terminalId}`,
+    `卡号 CARD NO: ${r.maskedPan}`,
+    `交易类型 TRANS TYPE: 沖正 / REVERSAL`,
+    `原交易 ORIG TRANS: ${TRANSACTION_TYPE_LABELS[r.type]}`,
+    `批次号 BATCH NO: ${r.batchNumber}`,
+    `原凭证号 ORIG TRACE NO: ${r.stan}`,
+    `原交易时间 ORIG DATE/TIME: ${mmdd(r.localDate)} ${hhmmss(r.localTime)}`,
+    `沖正原因 REASON: ${r.reason} ${REVERSAL_REASON_LABELS[r.reason] ?? ''}`,
+    `参考号 REF NO: ${s.rrn ?? ''}`,
+    `日期/时间 DATE/TIME: ${s.localYear}/${mmdd(s.localDate)} ${hhmmss(s.localTime)}`,
+    `金额 AMOUNT: ${cur} ${formatAmountMinor(r.amountMinor)}`,
+    '结果 RESULT: 自動沖正成功 / REVERSAL SUCCESSFUL',
+    RULE,
+    '原交易已撤回,不会入账 / THE ORIGINAL TRANSACTION DOES NOT STAND',
+  ];
+  if (copy === 'cardholder') lines.push('请妥善保管 / PLEASE KEEP THIS SLIP');
+  return `${lines.map((l) => l.trimEnd()).join('\n')}\n`;
+}
+
+export interface SettlementSlipInput
+  extends Pick<
+    SettlementResult,
+    | 'status'
+    | 'batchNumber'
+    | 'nextBatchNumber'
+    | 'hostTotals'
+    | 'uploadedCount'
+    | 'localYear'
+    | 'localDate'
+    | 'localTime'
+    | 'failure'
+    | 'responseCode'
+  > {
+  totals: SettlementTotals;
+  merchantName: string;
+  merchantId: string;
+  terminalId: string;
+  currencyLabel?: string;
+}
+
+function settlementResultLine(s: SettlementSlipInput): string {
+  switch (s.status) {
+    case 'balanced':
+      return '对账平 / BALANCED';
+    case 'uploaded':
+      return `对账不平,已上送 ${s.uploadedCount ?? 0} 笔 / NOT BALANCED, ${s.uploadedCount ?? 0} UPLOADED`;
+    case 'declined':
+      return `结算失败 / DECLINED (${s.responseCode ?? ''})`;
+    default:
+      return `结算失败 / FAILED (${s.failure ?? ''}), 批次未关闭 / BATCH STILL OPEN`;
+  }
+}
+
+const DEBIT_LABEL = '借记 DEBIT (消费 SALE)';
+const CREDIT_LABEL = '贷记 CREDIT (撤销+退货 VOID+REFUND)';
+
+/** The settlement slip (結算單 / SETTLEMENT): debit and credit counts and totals of the batch. */
+export function formatSettlementSlip(s: SettlementSlipInput): string {
+  const cur = s.currencyLabel ?? 'RMB';
+  const t = s.totals;
+  const row = (label: string, count: number, total: number) =>
+    `${label}: ${count} 笔 / ${cur} ${formatAmountMinor(total)}`;
+  const lines = [
+    '结算单 / SETTLEMENT',
+    RULE,
+    `商户名称 MERCHANT NAME: ${s.merchantName}`,
+    `商户编号 MERCHANT NO: ${s.merchantId}`,
+    `终端编号 TERMINAL NO: ${s.terminalId}`,
+    `批次号 BATCH NO: ${s.batchNumber}`,
+    `日期/时间 DATE/TIME: ${s.localYear}/${mmdd(s.localDate)} ${hhmmss(s.localTime)}`,
+    RULE,
+    '内卡 DOMESTIC',
+    row(DEBIT_LABEL, t.debitCount, t.debitTotalMinor),
+    row(CREDIT_LABEL, t.creditCount, t.creditTotalMinor),
+    `净额 NET: ${cur} ${formatAmountMinor(t.debitTotalMinor - t.creditTotalMinor)}`,
+  ];
+  if (s.hostTotals) {
+    lines.push(
+      RULE,
+      'POSP 总计 / HOST TOTALS',
+      row(DEBIT_LABEL, s.hostTotals.debitCount, s.hostTotals.debitTotalMinor),
+      row(CREDIT_LABEL, s.hostTotals.creditCount, s.hostTotals.creditTotalMinor),
+    );
+  }
+  lines.push(RULE, `结果 RESULT: ${settlementResultLine(s)}`);
+  if (s.nextBatchNumber) lines.push(`新批次号 NEW BATCH NO: ${s.nextBatchNumber}`);
   return `${lines.map((l) => l.trimEnd()).join('\n')}\n`;
 }

@@ -38,7 +38,16 @@ import {
 import { TerminalError } from './errors.js';
 import { TERMINAL_MIGRATIONS } from './migrations.js';
 import { PinPad, type SlotInfo } from './pinpad.js';
-import { formatSlip } from './slip.js';
+import {
+  computeSettlementTotals,
+  formatSettlementField48,
+  parseSettlementField48,
+  SETTLEMENT_COUNT_MAX,
+  SETTLEMENT_TOTAL_MAX_MINOR,
+  type SettlementTotals,
+  settlementSideOf,
+} from './settlement.js';
+import { formatReversalSlip, formatSettlementSlip, formatSlip, type ReversalSlipInput } from './slip.js';
 
 /** The PIN pad slots the terminal uses. The other slots are free for other applications. */
 export const TERMINAL_SLOTS = { tmk: 0, pik: 1, mak: 2, tdk: 3 } as const;
@@ -51,6 +60,66 @@ export const BATCH_MAX = 999_999;
 export const AMOUNT_MAX_MINOR = 999_999_999_999;
 
 export type TransactionType = 'purchase' | 'balance-inquiry' | 'void' | 'refund';
+
+/**
+ * Field 39 values of a 0410 after which there is nothing left to undo: 00 reversed (or never seen,
+ * docs/network.md: a reversal of an unknown transaction is acknowledged 00), 12 already reversed or
+ * not reversible any more, 25 original not found. Anything else (A0, 30, 91, 96...) is tried again.
+ */
+export const REVERSAL_DONE_RESPONSE_CODES: readonly string[] = ['00', '12', '25'];
+/** What the terminal shows when a pending reversal was acknowledged (the seed's wording). */
+export const AUTO_REVERSAL_OK_MESSAGE = '自動沖正成功';
+/** What it shows when every try of this round failed (the record stays; tried again later). */
+export const AUTO_REVERSAL_FAILED_MESSAGE = '自動沖正失敗';
+
+const sleep = (ms: number): Promise<void> =>
+  ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+
+export interface ReversalResult {
+  /** `none`: nothing was pending; `reversed`: a valid 0410 cleared it; `failed`: it stays pending. */
+  status: 'none' | 'reversed' | 'failed';
+  /** AUTO_REVERSAL_OK_MESSAGE or AUTO_REVERSAL_FAILED_MESSAGE. */
+  message?: string;
+  /** The record sent, with `attempts` = every try so far (all rounds, persisted). */
+  reversal?: PendingReversal;
+  /** Tries made in this round. */
+  attempts: number;
+  /** Field 39 of the 0410 that cleared it. */
+  responseCode?: string;
+  rrn?: string;
+  /** When the reversal was sent (the terminal's clock). */
+  localYear: number;
+  localDate: string;
+  localTime: string;
+}
+
+export interface SettlementResult {
+  /**
+   * `balanced`: flag 1, batch closed; `uploaded`: flag 2, batch uploaded and closed; `declined`: 39 not
+   * 00; `failed`: no believed answer, a bad field 48 / flag 3, or the upload did not finish. Only the
+   * first two close the batch.
+   */
+  status: 'balanced' | 'uploaded' | 'declined' | 'failed';
+  failure?: 'no-answer' | 'mac-failed' | 'host-error' | 'upload-failed';
+  /** The batch settled (60.2 of the 0500). */
+  batchNumber: string;
+  /** The batch opened after it (closed batches only). */
+  nextBatchNumber?: string;
+  /** The terminal's totals as sent in field 48. */
+  totals: SettlementTotals;
+  responseCode?: string;
+  /** Flag of the 0510's field 48: 1 balanced, 2 not, 3 error. */
+  hostFlag?: string;
+  /** The POSP's totals from the 0510 when they differ (flag 2). */
+  hostTotals?: SettlementTotals;
+  /** 0320 detail records delivered (flag 2). */
+  uploadedCount?: number;
+  stan: string;
+  localYear: number;
+  localDate: string;
+  localTime: string;
+  autoReversal?: ReversalResult;
+}
 export type TransactionStatus = 'approved' | 'declined' | 'mac-failed' | 'no-answer';
 
 export interface TransactionResult {
@@ -77,6 +146,8 @@ export interface TransactionResult {
   maskedPan: string;
   /** True when a reversal record is left pending (no-answer or mac-failed of a reversible request). */
   reversalPending: boolean;
+  /** The automatic reversal sent before this transaction, when one was pending (“自動沖正成功”). */
+  autoReversal?: ReversalResult;
 }
 
 export type SignInStatus = 'approved' | 'declined' | 'refused' | 'no-answer';
@@ -91,6 +162,8 @@ export interface SignInResult {
   refusedReason?: 'echo-mismatch' | 'key-data' | 'check-value';
   /** The working key slots after an approved sign-in (numbers and check values only). */
   slots?: SlotInfo[];
+  /** The pending reversal tried before the sign-in, when there was one (sent or still pending). */
+  autoReversal?: ReversalResult;
 }
 
 export interface PurchaseRequest {
@@ -379,6 +452,7 @@ export class Terminal {
     expectMti: string,
     checkMac: boolean,
     writeReversal?: (tx: Queryable) => Promise<void>,
+    opts: { timeoutMs?: number; echo?: Readonly<Record<number, string>> } = {},
   ): Promise<ExchangeOutcome> {
     const spec = this.#spec;
     const log = this.#log;
@@ -389,7 +463,7 @@ export class Terminal {
         port: this.config.posp.port,
         framing: { prefix: 'binary2' },
         connectTimeoutMs: this.config.connectTimeoutMs,
-        timeoutMs: this.config.answerTimeoutMs,
+        timeoutMs: opts.timeoutMs ?? this.config.answerTimeoutMs,
         maxInFlight: 1,
         keyOf: (f) => {
           if (f === frame) return stan;
@@ -436,7 +510,8 @@ export class Terminal {
       if (
         answer.get(11) !== stan ||
         answer.get(41) !== this.config.terminalId ||
-        answer.get(42) !== this.config.merchantId
+        answer.get(42) !== this.config.merchantId ||
+        Object.entries(opts.echo ?? {}).some(([id, v]) => answer.get(Number(id)) !== v)
       ) {
         log.warn('txn.echo-mismatch', { stan });
         return { kind: 'echo-mismatch', reason: '06' };
@@ -463,6 +538,16 @@ export class Terminal {
           'pinPad',
           `no TMK in slot ${TERMINAL_SLOTS.tmk}: inject one first`,
         );
+      // A pending reversal goes first (DOMAIN.md flow 1). Sign-in goes ahead even when it is still not
+      // acknowledged: it moves no money, and new keys may be what the POSP needs to accept the 0400.
+      const autoReversal = this.#hasWorkingKeys() ? await this.#sendReversal() : undefined;
+      const r = await this.#signInExchange();
+      return autoReversal && autoReversal.status !== 'none' ? { ...r, autoReversal } : r;
+    });
+  }
+
+  async #signInExchange(): Promise<SignInResult> {
+    {
       const stan = await this.#nextStan();
       const batch = await this.#batchNumber();
       const when = this.#clock();
@@ -532,7 +617,7 @@ export class Terminal {
         checkValues: slots.map((s) => `${s.slot}:${s.checkValueHex}`).join(' '),
       });
       return { status: 'approved', responseCode: rc, stan, batchNumber: newBatch, slots };
-    });
+    }
   }
 
   // --- financial transactions ----------------------------------------------------------------
@@ -658,12 +743,9 @@ export class Terminal {
         'terminal',
         'no working keys in the PIN pad: sign in first',
       );
-    if (await this.#store.get('SELECT id FROM pending_reversals WHERE id = 1'))
-      throw new TerminalError(
-        'TERMINAL_REVERSAL_PENDING',
-        'terminal',
-        'a reversal must be sent before the next online transaction',
-      );
+    // Automatic reversal (沖正) first: a pending record goes out as a 0400 before anything else.
+    const autoReversal = await this.#reverseBeforeNext();
+    if (t.type !== 'balance-inquiry') await this.#checkBatchRoom(t.type, t.amountMinor);
     const { card } = t;
     // PIN entry first: a bad PIN is refused before a STAN is used.
     const pinBlock =
@@ -740,6 +822,7 @@ export class Terminal {
       localDate: when.date,
       localTime: when.time,
       maskedPan,
+      ...(autoReversal ? { autoReversal } : {}),
     };
     if (out.kind !== 'answer') {
       const status: TransactionStatus = out.kind === 'mac-failed' ? 'mac-failed' : 'no-answer';
@@ -822,6 +905,417 @@ export class Terminal {
       panMasked: maskedPan,
     });
     return result;
+  }
+
+  // --- automatic reversal (沖正, 0400/0410) --------------------------------------------------
+
+  /**
+   * Sends the pending reversal now, if there is one (`status: 'none'` otherwise). The terminal also
+   * does this by itself before every online transaction, sign-in and settlement.
+   */
+  sendPendingReversal(): Promise<ReversalResult> {
+    return this.#exclusive(async () => {
+      if ((await this.#store.get('SELECT id FROM pending_reversals WHERE id = 1')) && !this.#hasWorkingKeys())
+        throw new TerminalError(
+          'TERMINAL_NOT_SIGNED_IN',
+          'terminal',
+          'no working keys in the PIN pad: sign in first',
+        );
+      return this.#sendReversal();
+    });
+  }
+
+  /** Runs the pending reversal; throws TERMINAL_REVERSAL_PENDING when it is still not acknowledged. */
+  async #reverseBeforeNext(): Promise<ReversalResult | undefined> {
+    const r = await this.#sendReversal();
+    if (r.status === 'none') return undefined;
+    if (r.status === 'failed')
+      throw new TerminalError(
+        'TERMINAL_REVERSAL_PENDING',
+        'terminal',
+        `the pending reversal was not acknowledged after ${r.attempts} attempts: it is tried again before the next online transaction`,
+      );
+    return r;
+  }
+
+  /**
+   * The 0400 (cup-pos-dialect.md 2.7, docs/network.md "Reversal"): the original's 2, 3, 4, 11, 12, 13,
+   * 14, 22, 25, 41, 42, 49, 60 (its type code and batch), 61 = its batch, STAN and date, 39 = reason,
+   * 63, MAC. Track data (35) and the PIN block are not kept after the original, so they are not sent.
+   * Tried up to `reversalMaxAttempts` times, `retryDelayMs` apart, each waiting at most
+   * `reversalAnswerTimeoutMs`; each try is counted in the record before it is sent. Cleared only by
+   * a 0410 whose MAC verifies, which echoes 11/41/42 (and 3/4 when present), with 39 in
+   * REVERSAL_DONE_RESPONSE_CODES; the clearing and the journal row are one SQLite transaction.
+   */
+  async #sendReversal(): Promise<ReversalResult> {
+    const when = this.#clock();
+    const stamp = { localYear: when.year, localDate: when.date, localTime: when.time };
+    const rec = await this.pendingReversal();
+    if (!rec) return { status: 'none', attempts: 0, ...stamp };
+    const row = await this.#store.get<{ card_sealed: Uint8Array }>(
+      'SELECT card_sealed FROM pending_reversals WHERE id = 1',
+    );
+    const card = JSON.parse(toAscii(this.pinPad.openRecord(row!.card_sealed))) as {
+      pan: string;
+      expiry: string | null;
+    };
+    const amount = String(rec.amountMinor).padStart(12, '0');
+    const m = new Iso8583Message(this.#spec, '0400');
+    m.set(2, card.pan);
+    m.set(3, rec.processingCode);
+    m.set(4, amount);
+    m.set(11, rec.stan);
+    m.set(12, rec.localTime);
+    m.set(13, rec.localDate);
+    if (card.expiry) m.set(14, card.expiry);
+    m.set(22, rec.posEntryMode);
+    m.set(25, rec.conditionCode);
+    m.set(39, rec.reason);
+    m.set(41, this.config.terminalId);
+    m.set(42, this.config.merchantId);
+    m.set(49, this.config.currency);
+    m.set(60, `${rec.transactionTypeCode}${rec.batchNumber}000`);
+    m.set(61, `${rec.batchNumber}${rec.stan}${rec.localDate}`);
+    m.set(63, this.config.operator);
+    const frame = this.#seal(m, true);
+    const fields = {
+      stan: rec.stan,
+      batchNumber: rec.batchNumber,
+      type: rec.type,
+      reason: rec.reason,
+      amountMinor: rec.amountMinor,
+      panMasked: rec.maskedPan,
+    };
+    const max = this.config.reversalMaxAttempts;
+    for (let attempt = 1; attempt <= max; attempt++) {
+      if (attempt > 1) await sleep(this.config.retryDelayMs);
+      await this.#store.run(
+        'UPDATE pending_reversals SET attempts = attempts + 1, last_attempt_at = ? WHERE id = 1',
+        [this.#now().toISOString()],
+      );
+      const out = await this.#exchange(frame, rec.stan, '0410', true, undefined, {
+        timeoutMs: this.config.reversalAnswerTimeoutMs,
+        echo: { 3: rec.processingCode, 4: amount },
+      });
+      let outcome: string = out.kind;
+      if (out.kind === 'answer') {
+        const a = out.answer!;
+        const rc = String(a.get(39) ?? '');
+        if (REVERSAL_DONE_RESPONSE_CODES.includes(rc)) {
+          const rrn = a.get(37) as string | undefined;
+          const total = await this.#store.transaction(async (tx) => {
+            const cur = await tx.get<{ stan: number; attempts: number }>(
+              'SELECT stan, attempts FROM pending_reversals WHERE id = 1',
+            );
+            if (!cur || cur.stan !== Number(rec.stan)) return undefined;
+            await tx.run('DELETE FROM pending_reversals WHERE id = 1');
+            await tx.run(
+              `INSERT INTO reversals_done (stan, batch_number, txn_type, amount_minor, pan_masked, reason, attempts,
+                 response_code, rrn, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+              [
+                Number(rec.stan),
+                Number(rec.batchNumber),
+                rec.type,
+                rec.amountMinor,
+                rec.maskedPan,
+                rec.reason,
+                cur.attempts,
+                rc,
+                rrn ?? null,
+                this.#now().toISOString(),
+              ],
+            );
+            return cur.attempts;
+          });
+          const result: ReversalResult = {
+            status: 'reversed',
+            message: AUTO_REVERSAL_OK_MESSAGE,
+            reversal: { ...rec, attempts: total ?? rec.attempts + attempt },
+            attempts: attempt,
+            responseCode: rc,
+            ...(rrn !== undefined ? { rrn } : {}),
+            ...stamp,
+          };
+          this.#log.info('reversal.result', {
+            ...fields,
+            status: 'reversed',
+            message: AUTO_REVERSAL_OK_MESSAGE,
+            responseCode: rc,
+            attempts: attempt,
+          });
+          return result;
+        }
+        outcome = `answer-${rc || 'none'}`;
+      }
+      await this.#store.run('UPDATE pending_reversals SET last_outcome = ? WHERE id = 1', [outcome]);
+      this.#log.warn('reversal.attempt', { ...fields, attempt, of: max, outcome });
+    }
+    const left = await this.pendingReversal();
+    this.#log.warn('reversal.result', {
+      ...fields,
+      status: 'failed',
+      message: AUTO_REVERSAL_FAILED_MESSAGE,
+      attempts: max,
+      attemptsTotal: left?.attempts,
+    });
+    return {
+      status: 'failed',
+      message: AUTO_REVERSAL_FAILED_MESSAGE,
+      reversal: left ?? rec,
+      attempts: max,
+      ...stamp,
+    };
+  }
+
+  /** The merchant and cardholder copies of a reversal slip (沖正 / REVERSAL). */
+  reversalSlips(result: ReversalResult): { merchant: string; cardholder: string } {
+    if (result.status !== 'reversed' || !result.reversal)
+      throw new TypeError('a reversal slip is printed for a reversed result only');
+    const input: ReversalSlipInput = {
+      reversal: result.reversal,
+      ...(result.rrn !== undefined ? { rrn: result.rrn } : {}),
+      localYear: result.localYear,
+      localDate: result.localDate,
+      localTime: result.localTime,
+      merchantName: this.config.merchantName,
+      merchantId: this.config.merchantId,
+      terminalId: this.config.terminalId,
+    };
+    return {
+      merchant: formatReversalSlip(input, 'merchant'),
+      cardholder: formatReversalSlip(input, 'cardholder'),
+    };
+  }
+
+  /** Refuses a new purchase, void or refund that the 0500's totals could not carry. */
+  async #checkBatchRoom(type: TransactionType, amountMinor: number): Promise<void> {
+    const side = settlementSideOf(type);
+    const entries = await this.batchEntries();
+    const t = computeSettlementTotals(entries);
+    const count = side === 'debit' ? t.debitCount : t.creditCount;
+    const total = side === 'debit' ? t.debitTotalMinor : t.creditTotalMinor;
+    if (count + 1 > SETTLEMENT_COUNT_MAX || total + amountMinor > SETTLEMENT_TOTAL_MAX_MINOR)
+      throw new TerminalError(
+        'TERMINAL_BATCH_FULL',
+        'batch',
+        `a batch holds at most ${SETTLEMENT_COUNT_MAX} ${side}s totalling at most ${SETTLEMENT_TOTAL_MAX_MINOR} minor units: settle first`,
+      );
+  }
+
+  // --- settlement (結算, 0500/0510, batch upload 0320/0330) ----------------------------------
+
+  /** Sends a frame up to `settlementMaxAttempts` times until a believed answer comes back. */
+  async #exchangeRetrying(
+    frame: Uint8Array,
+    stan: string,
+    expectMti: string,
+    event: string,
+  ): Promise<ExchangeOutcome> {
+    const max = this.config.settlementMaxAttempts;
+    let out: ExchangeOutcome = { kind: 'not-sent' };
+    for (let attempt = 1; attempt <= max; attempt++) {
+      if (attempt > 1) await sleep(this.config.retryDelayMs);
+      out = await this.#exchange(frame, stan, expectMti, true);
+      if (out.kind === 'answer') return out;
+      this.#log.warn(event, { stan, attempt, of: max, outcome: out.kind });
+    }
+    return out;
+  }
+
+  /**
+   * Settlement (cup-pos-dialect.md 2.7, docs/network.md "Settlement"): a pending reversal goes first;
+   * then 0500 with 60 = 00 + batch + 201 and field 48 = the batch totals. Answer flag 1: the batch
+   * closes. Flag 2: every batch entry is uploaded (0320, 60.1 = its type code, 60.3 = 201, its own
+   * 2/3/4/11/12/13/14/37/38/39, 61 for a void), then the end of batch (0320, 60.3 = 202, 48 = n4
+   * record count), then the batch closes. Closing = the totals journaled in `settlements`, the batch's
+   * entries (and their sealed card data) deleted, the batch number + 1 (999999 wraps to 1), in one
+   * SQLite transaction. Any other ending leaves the batch open: `settle()` may be called again.
+   */
+  settle(): Promise<SettlementResult> {
+    return this.#exclusive(async () => {
+      if (!this.#hasWorkingKeys())
+        throw new TerminalError(
+          'TERMINAL_NOT_SIGNED_IN',
+          'terminal',
+          'no working keys in the PIN pad: sign in first',
+        );
+      const autoReversal = await this.#reverseBeforeNext();
+      const batch = await this.#batchNumber();
+      const entries = await this.#store.all<{
+        stan: number;
+        txn_type: TransactionType;
+        processing_code: string;
+        amount_minor: number;
+        card_sealed: Uint8Array;
+        local_date: string;
+        local_time: string;
+        rrn: string;
+        auth_code: string | null;
+        response_code: string;
+        original_stan: number | null;
+        pan_masked: string;
+      }>('SELECT * FROM batch_entries WHERE batch_number = ? ORDER BY id', [Number(batch)]);
+      const totals = computeSettlementTotals(
+        entries.map((e) => ({ type: e.txn_type, amountMinor: e.amount_minor })),
+      );
+      const stan = await this.#nextStan();
+      const when = this.#clock();
+      const base = {
+        batchNumber: batch,
+        totals,
+        stan,
+        localYear: when.year,
+        localDate: when.date,
+        localTime: when.time,
+        ...(autoReversal ? { autoReversal } : {}),
+      };
+      const m = new Iso8583Message(this.#spec, '0500');
+      m.set(11, stan);
+      m.set(12, when.time);
+      m.set(13, when.date);
+      m.set(41, this.config.terminalId);
+      m.set(42, this.config.merchantId);
+      m.set(48, formatSettlementField48(totals));
+      m.set(49, this.config.currency);
+      m.set(60, `00${batch}201`);
+      m.set(63, this.config.operator);
+      const out = await this.#exchangeRetrying(this.#seal(m, true), stan, '0510', 'settle.attempt');
+      const fail = (failure: SettlementResult['failure'], extra: Partial<SettlementResult> = {}) => {
+        const r: SettlementResult = { ...base, status: 'failed', failure, ...extra };
+        this.#log.warn('settle.result', {
+          stan,
+          batchNumber: batch,
+          status: r.status,
+          failure,
+          ...(r.responseCode ? { responseCode: r.responseCode } : {}),
+        });
+        return r;
+      };
+      if (out.kind !== 'answer') return fail(out.kind === 'mac-failed' ? 'mac-failed' : 'no-answer');
+      const a = out.answer!;
+      const rc = String(a.get(39) ?? '');
+      if (rc !== '00') {
+        const r: SettlementResult = { ...base, status: 'declined', responseCode: rc };
+        this.#log.warn('settle.result', { stan, batchNumber: batch, status: 'declined', responseCode: rc });
+        return r;
+      }
+      const host = parseSettlementField48(a.get(48) as string | undefined);
+      if (!host || (host.flag !== '1' && host.flag !== '2'))
+        return fail('host-error', { responseCode: rc, ...(host ? { hostFlag: host.flag } : {}) });
+      let uploadedCount: number | undefined;
+      if (host.flag === '2') {
+        uploadedCount = 0;
+        for (const e of entries) {
+          const card = JSON.parse(toAscii(this.pinPad.openRecord(e.card_sealed))) as {
+            pan: string;
+            expiry: string | null;
+          };
+          const u = new Iso8583Message(this.#spec, '0320');
+          const typeCode = e.txn_type === 'purchase' ? '22' : e.txn_type === 'void' ? '23' : '25';
+          const us = pad6(e.stan);
+          u.set(2, card.pan);
+          u.set(3, e.processing_code);
+          u.set(4, String(e.amount_minor).padStart(12, '0'));
+          u.set(11, us);
+          u.set(12, e.local_time);
+          u.set(13, e.local_date);
+          if (card.expiry) u.set(14, card.expiry);
+          u.set(25, '00');
+          if (e.rrn) u.set(37, e.rrn);
+          if (e.auth_code) u.set(38, e.auth_code);
+          u.set(39, e.response_code);
+          u.set(41, this.config.terminalId);
+          u.set(42, this.config.merchantId);
+          u.set(49, this.config.currency);
+          u.set(60, `${typeCode}${batch}201`);
+          if (e.txn_type === 'void' && e.original_stan !== null)
+            u.set(61, `${batch}${pad6(e.original_stan)}`);
+          u.set(63, this.config.operator);
+          const uo = await this.#exchangeRetrying(this.#seal(u, true), us, '0330', 'settle.upload-attempt');
+          if (uo.kind !== 'answer')
+            return fail('upload-failed', {
+              responseCode: rc,
+              hostFlag: host.flag,
+              hostTotals: host.totals,
+              uploadedCount,
+            });
+          const urc = String(uo.answer!.get(39) ?? '');
+          // The upload informs the POSP; any answer it believed is a delivered record.
+          if (urc !== '00') this.#log.warn('settle.upload-answer', { stan: us, responseCode: urc });
+          uploadedCount += 1;
+        }
+        const endStan = await this.#nextStan();
+        const end = new Iso8583Message(this.#spec, '0320');
+        end.set(11, endStan);
+        end.set(12, when.time);
+        end.set(13, when.date);
+        end.set(41, this.config.terminalId);
+        end.set(42, this.config.merchantId);
+        end.set(48, String(uploadedCount).padStart(4, '0'));
+        end.set(60, `00${batch}202`);
+        end.set(63, this.config.operator);
+        const eo = await this.#exchangeRetrying(this.#seal(end, true), endStan, '0330', 'settle.end-attempt');
+        const erc = eo.kind === 'answer' ? String(eo.answer!.get(39) ?? '') : undefined;
+        if (erc !== '00')
+          return fail('upload-failed', {
+            responseCode: erc ?? rc,
+            hostFlag: host.flag,
+            hostTotals: host.totals,
+            uploadedCount,
+          });
+      }
+      const next = Number(batch) >= BATCH_MAX ? 1 : Number(batch) + 1;
+      const status = host.flag === '1' ? 'balanced' : 'uploaded';
+      await this.#store.transaction(async (tx) => {
+        await tx.run(
+          `INSERT INTO settlements (batch_number, debit_total_minor, debit_count, credit_total_minor, credit_count,
+             result, uploaded_count, stan, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          [
+            Number(batch),
+            totals.debitTotalMinor,
+            totals.debitCount,
+            totals.creditTotalMinor,
+            totals.creditCount,
+            status,
+            uploadedCount ?? 0,
+            Number(stan),
+            this.#now().toISOString(),
+          ],
+        );
+        await tx.run('DELETE FROM batch_entries WHERE batch_number = ?', [Number(batch)]);
+        await tx.run('UPDATE terminal_state SET batch_number = ? WHERE id = 1', [next]);
+      });
+      const result: SettlementResult = {
+        ...base,
+        status,
+        responseCode: rc,
+        hostFlag: host.flag,
+        ...(host.flag === '2' ? { hostTotals: host.totals, uploadedCount } : {}),
+        nextBatchNumber: pad6(next),
+      };
+      this.#log.info('settle.result', {
+        stan,
+        batchNumber: batch,
+        status,
+        debitCount: totals.debitCount,
+        debitTotalMinor: totals.debitTotalMinor,
+        creditCount: totals.creditCount,
+        creditTotalMinor: totals.creditTotalMinor,
+        ...(uploadedCount !== undefined ? { uploadedCount } : {}),
+        nextBatchNumber: pad6(next),
+      });
+      return result;
+    });
+  }
+
+  /** The settlement slip (結算單): the batch totals and the outcome. */
+  settlementSlip(result: SettlementResult): string {
+    return formatSettlementSlip({
+      ...result,
+      merchantName: this.config.merchantName,
+      merchantId: this.config.merchantId,
+      terminalId: this.config.terminalId,
+    });
   }
 
   /** The approved transactions of the current batch (for settlement, issue 6), without card data. */

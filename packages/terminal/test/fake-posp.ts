@@ -33,7 +33,17 @@ export type PospMode =
   | 'no-mac'
   | 'silent'
   | 'wrong-check-value'
-  | 'wrong-terminal-echo';
+  | 'wrong-terminal-echo'
+  /** Answers with 39 = 96 (system malfunction): for a 0400, not a 'done' answer. */
+  | 'malfunction-96';
+
+/** One financial transaction as this POSP's journal knows it (for reversals and settlement). */
+export interface JournalEntry {
+  type: 'purchase' | 'void' | 'refund';
+  amountMinor: number;
+  batch: string;
+  reversed: boolean;
+}
 
 export interface SeenRequest {
   mti: string;
@@ -71,6 +81,17 @@ export function field35Offset(message: Uint8Array): number {
 
 export class FakePosp {
   mode: PospMode = 'approve';
+  /** A mode for one MTI only (e.g. `{ '0400': 'silent' }`), over `mode`. */
+  modes: Partial<Record<string, PospMode>> = {};
+  /** Approved financial transactions by identity `41|11|13`. */
+  readonly journal = new Map<string, JournalEntry>();
+  /** Reversals by the identity of their original: how many 0400 came, and whether one changed the journal. */
+  readonly reversals = new Map<string, { received: number; applied: boolean }>();
+  /** 0320 detail records received (60.3 = 201), by identity; and end-of-batch counts (60.3 = 202). */
+  readonly uploads: string[] = [];
+  readonly endOfBatch: number[] = [];
+  /** Fields overwritten in every financial answer (to test the terminal's echo checks). */
+  echoOverride: Record<number, string> | undefined;
   readonly tmk: Uint8Array;
   pik: Uint8Array | undefined;
   mak: Uint8Array | undefined;
@@ -145,8 +166,9 @@ export class FakePosp {
     if (req.has(52) && this.pik)
       seen.pin = decryptPinBlock(0, this.pik, req.get(52) as Uint8Array, String(req.get(2)));
     this.seen.push(seen);
-    if (this.mode === 'silent') return null;
-    const resp = req.mti === '0800' ? this.#signIn(req) : this.#financial(req, seen.macOk === true);
+    const mode = this.modes[req.mti] ?? this.mode;
+    if (mode === 'silent') return null;
+    const resp = req.mti === '0800' ? this.#signIn(req) : this.#financial(req, seen.macOk === true, mode);
     if (resp === null) return null;
     return joinCupFrame({ tpdu: replyTpdu(tpdu), header, message: resp });
   }
@@ -182,22 +204,80 @@ export class FakePosp {
     return `1125103301${String(this.#rrn).padStart(2, '0')}`;
   }
 
-  #financial(req: Iso8583Message, macOk: boolean): Uint8Array {
+  static identity(req: Iso8583Message): string {
+    return `${req.get(41)}|${req.get(11)}|${req.get(13)}`;
+  }
+
+  /** Debit and credit totals of the journal for one terminal's batch (approved, unreversed). */
+  totals(
+    terminalId: string,
+    batch: string,
+  ): { debitTotal: number; debitCount: number; creditTotal: number; creditCount: number } {
+    const t = { debitTotal: 0, debitCount: 0, creditTotal: 0, creditCount: 0 };
+    for (const [id, e] of this.journal) {
+      if (!id.startsWith(`${terminalId}|`) || e.batch !== batch || e.reversed) continue;
+      if (e.type === 'purchase') {
+        t.debitTotal += e.amountMinor;
+        t.debitCount += 1;
+      } else {
+        t.creditTotal += e.amountMinor;
+        t.creditCount += 1;
+      }
+    }
+    return t;
+  }
+
+  #financial(req: Iso8583Message, macOk: boolean, mode: PospMode): Uint8Array {
     const r = startResponse(req);
     r.set(15, '1125');
     r.set(37, this.#nextRrn());
+    const id = FakePosp.identity(req);
+    const batch = String(req.get('60.2') ?? '');
     if (!macOk) r.set(39, 'A0');
-    else if (this.mode === 'decline-51') r.set(39, '51');
-    else {
+    else if (mode === 'decline-51') r.set(39, '51');
+    else if (mode === 'malfunction-96') r.set(39, '96');
+    else if (req.mti === '0400') {
+      // Idempotent: the first 0400 of an identity reverses (or remembers an unseen original); later
+      // ones change nothing and get 00 again.
+      const rev = this.reversals.get(id) ?? { received: 0, applied: false };
+      rev.received += 1;
+      if (!rev.applied) {
+        const orig = this.journal.get(id);
+        if (orig) orig.reversed = true;
+        rev.applied = true;
+      }
+      this.reversals.set(id, rev);
+      r.set(39, '00');
+    } else if (req.mti === '0500') {
+      const t = this.totals(String(req.get(41)), batch);
+      const sent = String(req.get(48));
+      const n = (v: number, w: number) => String(v).padStart(w, '0');
+      const mine = `${n(t.debitTotal, 12)}${n(t.debitCount, 3)}${n(t.creditTotal, 12)}${n(t.creditCount, 3)}`;
+      const flag = sent.slice(0, 30) === mine ? '1' : '2';
+      r.set(48, `${mine}${flag}${'0'.repeat(30)}0`);
+      r.set(39, '00');
+    } else if (req.mti === '0320') {
+      if (req.get('60.3') === '202') this.endOfBatch.push(Number(req.get(48)));
+      else this.uploads.push(id);
+      r.set(39, '00');
+    } else {
       r.set(39, '00');
       r.set(38, 'A1B2C3');
       if (req.get(3) === '310000') r.set(54, `1002156C${String(this.balanceMinor).padStart(12, '0')}`);
+      else {
+        const type = req.mti === '0220' ? 'refund' : req.get(3) === '200000' ? 'void' : 'purchase';
+        const amountMinor = Number(req.get(4));
+        // A late original of an already reversed identity is declined (docs/network.md).
+        if (this.reversals.has(id)) r.set(39, '12');
+        else this.journal.set(id, { type, amountMinor, batch, reversed: false });
+      }
     }
-    if (this.mode === 'no-mac') return r.pack().slice();
+    for (const [k, v] of Object.entries(this.echoOverride ?? {})) r.set(Number(k), v);
+    if (mode === 'no-mac') return r.pack().slice();
     r.set(64, new Uint8Array(8));
     const bytes = r.pack().slice();
     const mac = macCupEcb(this.mak!, bytes.subarray(0, bytes.length - 8));
-    if (this.mode === 'bad-mac') mac[0] = mac[0] === 0x30 ? 0x31 : 0x30;
+    if (mode === 'bad-mac') mac[0] = mac[0] === 0x30 ? 0x31 : 0x30;
     bytes.set(mac, bytes.length - 8);
     return bytes;
   }

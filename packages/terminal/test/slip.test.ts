@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { formatAmountMinor, formatSlip, type SlipCopy, type SlipInput } from '../src/slip.js';
+import {
+  formatAmountMinor,
+  formatReversalSlip,
+  formatSettlementSlip,
+  formatSlip,
+  type ReversalSlipInput,
+  type SettlementSlipInput,
+  type SlipCopy,
+  type SlipInput,
+} from '../src/slip.js';
 
 const base = {
   merchantName: '测试商户 TEST SHOP',
@@ -131,4 +140,79 @@ describe('amounts from minor units', () => {
     test(`${minor} -> ${text}`, () => assert.equal(formatAmountMinor(minor), text));
   }
   test('a fraction is refused', () => assert.throws(() => formatAmountMinor(1.5), RangeError));
+});
+
+const golden = (name: string, text: string) => {
+  const file = new URL(`./golden/slip-${name}.txt`, import.meta.url);
+  if (process.env.UPDATE_GOLDEN === '1') writeFileSync(file, text);
+  assert.equal(text, readFileSync(file, 'utf8'));
+};
+
+const REVERSAL: ReversalSlipInput = {
+  reversal: {
+    type: 'purchase',
+    stan: '000122',
+    batchNumber: '000007',
+    amountMinor: 12345,
+    maskedPan: '622202*********0123',
+    localDate: '1125',
+    localTime: '102959',
+    reason: '98',
+  },
+  rrn: '112510330107',
+  localYear: 2025,
+  localDate: '1125',
+  localTime: '103301',
+  merchantName: base.merchantName,
+  merchantId: base.merchantId,
+  terminalId: base.terminalId,
+};
+
+describe('reversal slip (沖正 / REVERSAL, golden text)', () => {
+  for (const copy of ['merchant', 'cardholder'] as const)
+    test(copy, () => golden(`reversal-${copy}`, formatReversalSlip(REVERSAL, copy)));
+  test('the reason A0 is named', () =>
+    assert.ok(
+      formatReversalSlip(
+        { ...REVERSAL, reversal: { ...REVERSAL.reversal, reason: 'A0' } },
+        'merchant',
+      ).includes('沖正原因 REASON: A0 应答MAC错 / ANSWER MAC INVALID'),
+    ));
+});
+
+const SETTLEMENT: SettlementSlipInput = {
+  status: 'balanced',
+  batchNumber: '000007',
+  nextBatchNumber: '000008',
+  totals: { debitTotalMinor: 12345, debitCount: 2, creditTotalMinor: 10500, creditCount: 2 },
+  localYear: 2025,
+  localDate: '1125',
+  localTime: '180000',
+  merchantName: base.merchantName,
+  merchantId: base.merchantId,
+  terminalId: base.terminalId,
+};
+
+describe('settlement slip (結算, golden text)', () => {
+  test('balanced', () => golden('settlement-balanced', formatSettlementSlip(SETTLEMENT)));
+  test('not balanced, uploaded', () =>
+    golden(
+      'settlement-uploaded',
+      formatSettlementSlip({
+        ...SETTLEMENT,
+        status: 'uploaded',
+        uploadedCount: 4,
+        hostTotals: { debitTotalMinor: 2345, debitCount: 1, creditTotalMinor: 10500, creditCount: 2 },
+      }),
+    ));
+  test('failed: the batch stays open', () =>
+    golden(
+      'settlement-failed',
+      formatSettlementSlip({
+        ...SETTLEMENT,
+        status: 'failed',
+        failure: 'no-answer',
+        nextBatchNumber: undefined,
+      }),
+    ));
 });

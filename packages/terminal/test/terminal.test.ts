@@ -191,11 +191,17 @@ describe('terminal against a cup-pos POSP', () => {
     assert.equal(rev?.amountMinor, 700);
     assert.equal(rev?.maskedPan, '622202*********0123');
     assert.deepEqual(await t.batchEntries(), []);
+    // The next purchase sends the reversal (39 = A0) first (test/reversal.test.ts covers the rest).
     posp.mode = 'approve';
-    await assert.rejects(t.purchase({ card: { track2: TRACK2 }, amountMinor: 1, pin: PIN }), {
-      code: 'TERMINAL_REVERSAL_PENDING',
-      message: 'terminal: a reversal must be sent before the next online transaction',
-    });
+    const next = await t.purchase({ card: { track2: TRACK2 }, amountMinor: 1, pin: PIN });
+    assert.equal(next.autoReversal?.status, 'reversed');
+    assert.deepEqual(
+      posp.seen.slice(-2).map((x) => [x.mti, x.fields[39]]),
+      [
+        ['0400', 'A0'],
+        ['0200', undefined],
+      ],
+    );
     await t.close();
   });
 
