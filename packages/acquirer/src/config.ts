@@ -9,6 +9,7 @@ import type { Clock } from './clock.js';
 import { AcquirerError } from './errors.js';
 import { type AcquirerHsm, isAcquirerHsm } from './hsm.js';
 import { type AcquirerLogger, PIPELINE_TIMEOUTS_DEFAULT, type PipelineTimeouts } from './pipeline.js';
+import { SAF_OPTIONS_DEFAULT, type SafOptions } from './saf.js';
 import { checkRegistration, type RegisterTerminalRequest } from './terminals.js';
 
 /** Where the HSM is, when the POSP is not handed an `HsmApi` object. */
@@ -70,12 +71,19 @@ export interface AcquirerConfig {
   logger?: AcquirerLogger;
   /** Programmatic only: the clock (tests). */
   clock?: Clock;
+  /** Store and forward of reversal advices (defaults in `SAF_OPTIONS_DEFAULT`); `enabled: false` stops the worker. */
+  saf?: Partial<SafOptions> & { enabled?: boolean };
+  /** Merchant settlement: the fee in basis points of the net (default 0; at most 10000). */
+  settlement?: { feeBasisPoints?: number };
 }
 
 /** A validated config with every default filled in. */
 export interface ResolvedAcquirerConfig extends AcquirerConfig {
   timeouts: PipelineTimeouts;
   currency: string;
+  safOptions: SafOptions;
+  safEnabled: boolean;
+  feeBasisPoints: number;
 }
 
 const invalid = (path: string, rule: string): never => {
@@ -125,6 +133,8 @@ const TOP_KEYS = [
   'logPath',
   'logger',
   'clock',
+  'saf',
+  'settlement',
   '$schema',
 ];
 
@@ -203,11 +213,32 @@ export function validateAcquirerConfig(input: unknown): ResolvedAcquirerConfig {
     invalid('logger', 'must have info(event, fields)');
   if (c.clock !== undefined && typeof c.clock !== 'function')
     invalid('clock', 'must be a function returning a Date');
+  const safKeys = ['baseDelayMs', 'maxDelayMs', 'maxAttempts', 'maxAgeMs', 'pollMs', 'batchSize'] as const;
+  const saf = c.saf ?? {};
+  if (!isObj(saf)) invalid('saf', 'must be an object');
+  onlyKeys(saf as Record<string, unknown>, [...safKeys, 'enabled'], 'saf');
+  for (const k of safKeys) posInt((saf as Record<string, unknown>)[k], `saf.${k}`);
+  const enabled = (saf as Record<string, unknown>).enabled;
+  if (enabled !== undefined && typeof enabled !== 'boolean') invalid('saf.enabled', 'must be true or false');
+  const st = c.settlement ?? {};
+  if (!isObj(st)) invalid('settlement', 'must be an object');
+  onlyKeys(st as Record<string, unknown>, ['feeBasisPoints'], 'settlement');
+  const fee = (st as Record<string, unknown>).feeBasisPoints;
+  if (fee !== undefined && (!Number.isInteger(fee) || (fee as number) < 0 || (fee as number) > 10_000))
+    invalid('settlement.feeBasisPoints', 'must be an integer from 0 to 10000');
   const cfg = c as unknown as AcquirerConfig;
+  const safOptions: SafOptions = { ...SAF_OPTIONS_DEFAULT };
+  for (const k of safKeys) {
+    const v = (saf as Partial<SafOptions>)[k];
+    if (v !== undefined) safOptions[k] = v;
+  }
   return {
     ...cfg,
     timeouts: { ...PIPELINE_TIMEOUTS_DEFAULT, ...(cfg.timeouts ?? {}) },
     currency: cfg.currency ?? '156',
+    safOptions,
+    safEnabled: enabled !== false,
+    feeBasisPoints: (fee as number | undefined) ?? 0,
   };
 }
 

@@ -15,6 +15,8 @@ export const ACQUIRER_ERROR_CODES = {
   ACQUIRER_INQUIRY_INVALID: 'an inquiry needs a 12-digit RRN or a terminal id, a 6-digit STAN and a date',
   ACQUIRER_STEP_TIMEOUT: 'a pipeline step did not finish within its bound',
   ACQUIRER_HSM_UNAVAILABLE: 'the HSM cannot be reached or does not implement the operations the POSP needs',
+  ACQUIRER_SAF_ITEM_UNKNOWN: 'no store-and-forward advice with this id in a state the operation applies to',
+  ACQUIRER_DATE_INVALID: 'a settlement or clearing date must be YYYYMMDD, a calendar day',
 } as const;
 
 export type AcquirerErrorCode = keyof typeof ACQUIRER_ERROR_CODES;

@@ -32,6 +32,51 @@ export {
 export { checkMessageMac, MAC_BYTES, type MacCheck, type MacScheme, packWithMac } from './mac.js';
 export { ACQUIRER_MIGRATIONS } from './migrations.js';
 export {
+  checkReversalFields,
+  checkReversalTerminal,
+  REVERSAL_REASONS,
+  ReversalBook,
+  type ReversalKey,
+  type ReversalOutcome,
+  type ReversalRecord,
+  reverse,
+} from './reversal.js';
+export {
+  backoffDelayMs,
+  type NewSafItem,
+  reversalFieldsOf,
+  SAF_OPTIONS_DEFAULT,
+  type SafItem,
+  type SafOptions,
+  SafQueue,
+  type SafSource,
+  type SafState,
+  SafWorker,
+  type SendResult,
+  sendReversal,
+} from './saf.js';
+export {
+  type BatchRecord,
+  Batches,
+  type BatchTotals,
+  type ClearingRecord,
+  checkBatchFields,
+  clearingRecordsOf,
+  type Discrepancy,
+  type DiscrepancyKind,
+  feeMinorOf,
+  localDayBoundsIso,
+  type MerchantSettlement,
+  type MerchantSettlementLine,
+  merchantSettlementOf,
+  nextBatchNo,
+  parseField48,
+  settleBatch,
+  totalsField48,
+  uploadBatch,
+  writeClearingFileOf,
+} from './settlement.js';
+export {
   type AcquirerLogger,
   bounded,
   buildAnswer,
@@ -46,8 +91,12 @@ export {
   type PipelineDeps,
   type PipelineTimeouts,
   RC,
+  REVERSAL_STEPS,
   runSteps,
+  SETTLEMENT_STEPS,
   SIGN_IN_STEPS,
+  UPLOAD_STEPS,
+  checkReversedBefore,
   type Step,
   type SwitchLink,
   type TxnContext,
@@ -58,6 +107,8 @@ export {
   type InquiryKey,
   inquireJournal,
   openAcquirerJournal,
+  openAcquirerSaf,
+  type SafOperator,
   startAcquirer,
 } from './server.js';
 export {

@@ -51,6 +51,10 @@ export interface JournalEntry {
   receivedAt: string;
   sentAt: string | undefined;
   finishedAt: string | undefined;
+  /** Issue 6: `owed` (a reversal is queued or on its way upstream), `reversed` (acknowledged 00), `refused`. */
+  reversalState: 'owed' | 'reversed' | 'refused' | undefined;
+  /** The switch's 39 to the reversal. */
+  reversalCode: string | undefined;
 }
 
 export type NewJournalEntry = Pick<
@@ -110,6 +114,8 @@ function rowToEntry(r: Row): JournalEntry {
     receivedAt: String(r.received_at),
     sentAt: s(r.sent_at),
     finishedAt: s(r.finished_at),
+    reversalState: (s(r.reversal_state) as JournalEntry['reversalState']) ?? undefined,
+    reversalCode: s(r.reversal_code),
   };
 }
 
@@ -238,6 +244,7 @@ export class Journal {
     return rows.map(rowToEntry);
   }
 
+  /** The journal row of an RRN from any terminal (a refund that names its original by RRN only). */
   async byRrn(rrn: string): Promise<JournalEntry | undefined> {
     return byRrn(this.store, rrn);
   }

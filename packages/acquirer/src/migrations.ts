@@ -72,4 +72,90 @@ CREATE TABLE counters (
 INSERT INTO counters (name, value) VALUES ('rrn', 0);
 `,
   },
+  {
+    id: 2,
+    name: 'reversals, store and forward, settlement (issue 6)',
+    sql: `
+ALTER TABLE journal ADD COLUMN reversal_state TEXT CHECK (reversal_state IN ('owed', 'reversed', 'refused'));
+ALTER TABLE journal ADD COLUMN reversal_code TEXT;
+
+-- Terminal reversals (0400) by the original's identity as the terminal names it: terminal + field 61.
+-- A second 0400 for the same original gets answer_code again; a late original is declined 12.
+CREATE TABLE reversals (
+  id             INTEGER PRIMARY KEY,
+  terminal_id    TEXT NOT NULL,
+  orig_batch     TEXT NOT NULL,
+  orig_stan      TEXT NOT NULL,
+  orig_mmdd      TEXT NOT NULL,
+  original_rrn   TEXT,
+  reason         TEXT NOT NULL,
+  outcome        TEXT NOT NULL CHECK (outcome IN ('no-original', 'local', 'forwarded', 'queued', 'declined')),
+  answer_code    TEXT NOT NULL,
+  received_at    TEXT NOT NULL,
+  UNIQUE (terminal_id, orig_batch, orig_stan, orig_mmdd)
+);
+
+-- Store and forward: reversal advices the POSP owes the switch. pan is the full PAN, held only while the
+-- advice is owed (the issuer matches a reversal by card): set to NULL when acknowledged or dropped.
+CREATE TABLE saf (
+  id               INTEGER PRIMARY KEY,
+  original_rrn     TEXT NOT NULL UNIQUE,
+  source           TEXT NOT NULL CHECK (source IN ('terminal', 'posp')),
+  reason           TEXT NOT NULL,
+  state            TEXT NOT NULL CHECK (state IN ('pending', 'operator', 'done', 'dropped')),
+  pan              TEXT,
+  pan_masked       TEXT NOT NULL,
+  fields           TEXT NOT NULL,
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  next_at          TEXT NOT NULL,
+  created_at       TEXT NOT NULL,
+  last_attempt_at  TEXT,
+  last_error       TEXT,
+  response_code    TEXT,
+  transmission_dt  TEXT,
+  finished_at      TEXT
+);
+CREATE INDEX saf_due ON saf (state, next_at);
+
+-- Closed batches and what their settlement found.
+CREATE TABLE batches (
+  id              INTEGER PRIMARY KEY,
+  terminal_id     TEXT NOT NULL,
+  batch_no        TEXT NOT NULL,
+  settled_at      TEXT NOT NULL,
+  terminal_totals TEXT NOT NULL,
+  posp_totals     TEXT NOT NULL,
+  balanced        INTEGER NOT NULL,
+  uploaded        INTEGER NOT NULL DEFAULT 0,
+  closed_at       TEXT,
+  UNIQUE (terminal_id, batch_no)
+);
+
+CREATE TABLE batch_uploads (
+  id            INTEGER PRIMARY KEY,
+  terminal_id   TEXT NOT NULL,
+  batch_no      TEXT NOT NULL,
+  stan          TEXT NOT NULL,
+  processing_code TEXT NOT NULL,
+  amount_minor  INTEGER NOT NULL,
+  rrn           TEXT,
+  received_at   TEXT NOT NULL,
+  UNIQUE (terminal_id, batch_no, stan)
+);
+
+CREATE TABLE batch_discrepancies (
+  id            INTEGER PRIMARY KEY,
+  terminal_id   TEXT NOT NULL,
+  batch_no      TEXT NOT NULL,
+  stan          TEXT NOT NULL,
+  rrn           TEXT,
+  kind          TEXT NOT NULL CHECK (kind IN ('missing-at-posp', 'missing-at-terminal', 'amount-differs', 'state-differs')),
+  terminal_amount_minor INTEGER,
+  posp_amount_minor     INTEGER,
+  detail        TEXT NOT NULL DEFAULT '',
+  found_at      TEXT NOT NULL,
+  UNIQUE (terminal_id, batch_no, stan, kind)
+);
+`,
+  },
 ];

@@ -37,6 +37,9 @@ import { AcquirerError } from './errors.js';
 import type { Journal, JournalEntry, TxnType } from './journal.js';
 import { checkMessageMac, packWithMac } from './mac.js';
 import type { TerminalRecord, TerminalTable } from './terminals.js';
+import { checkReversalFields, checkReversalTerminal, type ReversalBook, reverse } from './reversal.js';
+import { reversalFieldsOf, type SafQueue } from './saf.js';
+import { type Batches, checkBatchFields, settleBatch, uploadBatch } from './settlement.js';
 
 /** Response codes the POSP itself answers (docs/network.md, plus 03 and 97: see README.md). */
 export const RC = {
@@ -108,6 +111,12 @@ export interface PipelineDeps {
   netSpec: CompiledSpec;
   /** Requests being processed in this process, by identity: a concurrent duplicate waits for the first. */
   inFlight: Map<string, Promise<void>>;
+  /** Issue 6: the store-and-forward queue (reversal advices owed upstream). Without it, 0400 is answered 12. */
+  saf?: SafQueue | undefined;
+  /** Issue 6: terminal reversals answered (idempotence). */
+  reversals?: ReversalBook | undefined;
+  /** Issue 6: batches, settlement and batch upload. Without it, 0500/0320 are answered 12. */
+  batches?: Batches | undefined;
 }
 
 /** The transaction context the steps read and write. */
@@ -118,7 +127,7 @@ export interface TxnContext {
   readonly bytes: Uint8Array;
   readonly now: Date;
   readonly local: LocalTime;
-  kind?: TxnType | 'signin';
+  kind?: TxnType | 'signin' | 'reversal' | 'settlement' | 'upload';
   terminal?: TerminalRecord;
   pan?: string;
   panMasked?: string;
@@ -142,6 +151,10 @@ export interface TxnContext {
   forwardingId?: string;
   /** 0810: field 62 (keys under the TMK and check values) and the batch. */
   keysField62?: Uint8Array;
+  /** 0510: field 48 of the answer (totals and flags). */
+  field48?: string;
+  /** 0510/0330: the terminal's batch after this message (60.2 of the answer). */
+  batchAfter?: string;
   /** Ends this request's in-flight registration (set by reserveJournal). */
   release?: () => void;
   /** The step that stopped the pipeline and the error it threw, for the boundary's one log line. */
@@ -304,6 +317,8 @@ export const checkFields: Step = {
       if (d !== undefined && d !== '' && !isValidMmdd(d)) return RC.formatError;
       const rrn = str(r, 37);
       if (rrn !== undefined && !/^\d{12}$/.test(rrn)) return RC.formatError;
+      // A refund without batch and STAN (61.1/61.2 zeros) names its original by RRN (37) and date (61.3).
+      if (kind === 'refund' && byRrnOnly(r) && rrn === undefined) return RC.formatError;
     }
     ctx.txnDate = resolveMmdd(str(r, 13)!, ctx.local.date);
     ctx.fingerprint = fingerprintOf(r, ctx.panMasked, pan.length);
@@ -324,6 +339,41 @@ export const checkTerminal: Step = {
     // Working keys change at least daily: yesterday's sign-in does not count (issue 5 §2).
     if (t.tak === undefined || t.tpk === undefined || t.signedInDate !== ctx.local.date)
       return RC.notSignedIn;
+    // A financial request carries the terminal's open batch; after a settlement the batch advanced and
+    // the 0510/0330 said so. Another batch: sign in again (the 0810's 60.2 gives the open batch).
+    if (str(ctx.req, '60.2') !== t.batchNo) {
+      ctx.notes.push('batch-not-open');
+      return RC.notSignedIn;
+    }
+    return undefined;
+  },
+};
+
+/** 61.1 and 61.2 all zeros: the terminal does not know the original's batch and STAN. */
+function byRrnOnly(r: Iso8583Message): boolean {
+  return str(r, '61.1') === '000000' && str(r, '61.2') === '000000';
+}
+
+/**
+ * Step: a request whose reversal arrived first (the terminal reversed it, the POSP had never seen it,
+ * answered 00 and remembered it) is declined 12 and moves nothing (docs/network.md).
+ */
+export const checkReversedBefore: Step = {
+  name: 'checkReversedBefore',
+  boundMs: dbBound,
+  async run(ctx) {
+    const book = ctx.deps.reversals;
+    if (book === undefined) return undefined;
+    const rec = await book.get({
+      terminalId: ctx.terminal!.terminalId,
+      batch: str(ctx.req, '60.2')!,
+      stan: str(ctx.req, 11)!,
+      mmdd: str(ctx.req, 13)!,
+    });
+    if (rec !== undefined && rec.outcome === 'no-original') {
+      ctx.notes.push('reversed-before-arrival');
+      return RC.invalidTransaction;
+    }
     return undefined;
   },
 };
@@ -440,13 +490,20 @@ export const findOriginal: Step = {
   async run(ctx) {
     if (ctx.kind !== 'void' && ctx.kind !== 'refund') return undefined;
     const r = ctx.req;
-    const candidates = await ctx.deps.journal.findOriginal(
-      ctx.terminal!.terminalId,
-      str(r, '61.1')!,
-      str(r, '61.2')!,
-    );
     const date = str(r, '61.3');
     const rrn = str(r, 37);
+    let candidates: JournalEntry[];
+    if (ctx.kind === 'refund' && byRrnOnly(r)) {
+      // No batch or STAN: the RRN (and the date, when sent) names the original, of this merchant.
+      const e = await ctx.deps.journal.byRrn(rrn!);
+      candidates = e !== undefined && e.merchantId === ctx.terminal!.merchantId ? [e] : [];
+    } else {
+      candidates = await ctx.deps.journal.findOriginal(
+        ctx.terminal!.terminalId,
+        str(r, '61.1')!,
+        str(r, '61.2')!,
+      );
+    }
     const orig = candidates.find(
       (c) =>
         c.txnType === 'purchase' &&
@@ -454,7 +511,12 @@ export const findOriginal: Step = {
         (date === undefined || date === '' || c.txnDate.slice(4) === date) &&
         (rrn === undefined || c.rrn === rrn),
     );
-    if (orig === undefined || orig.state !== 'answered' || orig.responseCode !== RC.approved) {
+    if (
+      orig === undefined ||
+      orig.state !== 'answered' ||
+      orig.responseCode !== RC.approved ||
+      orig.reversalState !== undefined
+    ) {
       return RC.originalNotFound;
     }
     if (orig.panMasked !== ctx.panMasked) return RC.originalNotFound;
@@ -608,6 +670,7 @@ export const sendToSwitch: Step = {
     if (answer === undefined) {
       await deps.journal.finish(rrn, { state: 'unknown', responseCode: RC.switchInoperative, finishedAt });
       ctx.journalDone = true;
+      await queueOwnAdvice(ctx);
       return RC.switchInoperative;
     }
     const code = str(answer, 39)!;
@@ -633,10 +696,45 @@ export const sendToSwitch: Step = {
   },
 };
 
+/**
+ * The terminal got 91 for a request that may have reached the issuer, and will not reverse it: the POSP
+ * owes the reversal itself (docs/network.md), as an advice in the store-and-forward queue. An inquiry
+ * moves no money and needs none. A failure to queue is noted (the entry stays `unknown` for clearing).
+ */
+async function queueOwnAdvice(ctx: TxnContext): Promise<void> {
+  const { deps } = ctx;
+  if (deps.saf === undefined || ctx.kind === 'inquiry') return;
+  try {
+    const e = await bounded(deps.journal.byRrn(ctx.entry!.rrn), deps.config.timeouts.dbMs, 'adviceEntry');
+    if (e === undefined) return;
+    const reason = ctx.notes.some((n) => n.startsWith('switch-answer-')) ? 'A0' : '98';
+    const r = await bounded(
+      deps.saf.enqueue(
+        {
+          originalRrn: e.rrn,
+          source: 'posp',
+          reason,
+          pan: ctx.pan!,
+          panMasked: ctx.panMasked!,
+          fields: reversalFieldsOf(e),
+        },
+        deps.clock().toISOString(),
+      ),
+      deps.config.timeouts.dbMs,
+      'adviceQueue',
+    );
+    ctx.notes.push(`advice-${r}`);
+  } catch (err) {
+    ctx.error ??= err;
+    ctx.notes.push('advice-not-queued');
+  }
+}
+
 export const FINANCIAL_STEPS: readonly Step[] = [
   checkFields,
   checkTerminal,
   verifyTerminalMac,
+  checkReversedBefore,
   reserveJournal,
   findOriginal,
   translatePin,
@@ -695,6 +793,28 @@ export const issueWorkingKeys: Step = {
 
 export const SIGN_IN_STEPS: readonly Step[] = [checkSignIn, checkTerminal, issueWorkingKeys];
 
+/** 0400 from a terminal (issue 6): see reversal.ts. */
+export const REVERSAL_STEPS: readonly Step[] = [
+  checkReversalFields,
+  checkReversalTerminal,
+  verifyTerminalMac,
+  reverse,
+];
+
+/** 0500 settlement and 0320 batch upload (issue 6): see settlement.ts. */
+export const SETTLEMENT_STEPS: readonly Step[] = [
+  checkBatchFields,
+  checkReversalTerminal,
+  verifyTerminalMac,
+  settleBatch,
+];
+export const UPLOAD_STEPS: readonly Step[] = [
+  checkBatchFields,
+  checkReversalTerminal,
+  verifyTerminalMac,
+  uploadBatch,
+];
+
 // ------------------------------------------------------------------------------------------------
 // The whole transaction: steps, abort, answer
 // ------------------------------------------------------------------------------------------------
@@ -742,8 +862,14 @@ export async function handleTerminalMessage(
   let code: string;
   if (classified === 'signin') {
     code = await runSteps(ctx, SIGN_IN_STEPS);
+  } else if (req.mti === '0400') {
+    code = await runSteps(ctx, REVERSAL_STEPS);
+  } else if (req.mti === '0500') {
+    code = await runSteps(ctx, SETTLEMENT_STEPS);
+  } else if (req.mti === '0320') {
+    code = await runSteps(ctx, UPLOAD_STEPS);
   } else if (classified === undefined && req.mti !== '0200' && req.mti !== '0220') {
-    // 0400 reversals, 0500 settlement, 0320 batch upload, 0820 sign-off: issue 6.
+    // 0820 sign-off and anything else.
     code = RC.invalidTransaction;
     ctx.stoppedAt = 'classify';
   } else {
@@ -872,6 +998,8 @@ export async function buildAnswer(ctx: TxnContext, code: string): Promise<Iso858
   if (code === RC.approved && ctx.authCode !== undefined) a.set(38, ctx.authCode);
   a.set(39, code);
   if (ctx.additionalAmounts !== undefined && code === RC.approved) trySet(a, 54, ctx.additionalAmounts);
+  if (ctx.field48 !== undefined && code === RC.approved) trySet(a, 48, ctx.field48);
+  if (ctx.batchAfter !== undefined && code === RC.approved) trySet(a, '60.2', ctx.batchAfter);
   if (ctx.kind === 'signin') {
     if (code === RC.approved) {
       a.set(62, ctx.keysField62!);

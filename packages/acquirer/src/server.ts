@@ -14,6 +14,15 @@ import { type AcquirerHsm, isAcquirerHsm } from './hsm.js';
 import { Journal, type JournalEntry } from './journal.js';
 import { ACQUIRER_MIGRATIONS } from './migrations.js';
 import { type AcquirerLogger, handleTerminalMessage, type PipelineDeps } from './pipeline.js';
+import { ReversalBook } from './reversal.js';
+import { enableSecureDelete, type SafItem, SafQueue, type SafState, SafWorker } from './saf.js';
+import {
+  Batches,
+  type ClearingRecord,
+  type MerchantSettlement,
+  merchantSettlementOf,
+  writeClearingFileOf,
+} from './settlement.js';
 import { type RegisterTerminalRequest, type TerminalRecord, TerminalTable } from './terminals.js';
 
 /** `inquire` by RRN (12 digits) or by identity: terminal id, STAN (6 digits), date (MMDD or YYYYMMDD). */
@@ -27,7 +36,40 @@ export interface AcquirerHandle {
   /** The true state of one transaction at the POSP (`posp txn show`), or undefined when never journaled. */
   inquire(key: InquiryKey): Promise<JournalEntry | undefined>;
   readonly journal: Journal;
+  /** The store-and-forward queue: list, and the operator's retry and drop; `runOnce` sends what is due now. */
+  readonly saf: SafOperator & { runOnce(): Promise<number> };
+  readonly batches: Batches;
+  /** What each merchant is owed for the POSP local date YYYYMMDD, less the configured fee. */
+  merchantSettlement(date: string): Promise<MerchantSettlement>;
+  /** Writes `clearing-acquirer-<date>.jsonl` into `dir` (docs/network.md "Clearing files"). */
+  writeClearingFile(dir: string, date: string): Promise<{ path: string; records: ClearingRecord[] }>;
   close(): Promise<void>;
+}
+
+/** The operator's view of the store-and-forward queue (no PAN: items carry the masked PAN only). */
+export interface SafOperator {
+  list(state?: SafState): Promise<SafItem[]>;
+  retry(id: number): Promise<SafItem>;
+  drop(id: number): Promise<SafItem>;
+}
+
+/**
+ * Opens a POSP database for its operator queue (`posp saf list`), with or without a running POSP
+ * (SQLite WAL: the POSP's worker sees a retry at its next poll).
+ */
+export async function openAcquirerSaf(
+  databasePath: string,
+  clock: Clock = systemClock,
+): Promise<SafOperator & { close(): Promise<void> }> {
+  const store = await openSqliteStore(databasePath, { migrations: ACQUIRER_MIGRATIONS });
+  await enableSecureDelete(store);
+  const q = new SafQueue(store);
+  return {
+    list: (state) => q.list(state),
+    retry: (id) => q.retry(id, clock().toISOString()),
+    drop: (id) => q.drop(id, clock().toISOString()),
+    close: () => store.close(),
+  };
 }
 
 /** Finds one journal entry. Throws ACQUIRER_INQUIRY_INVALID on a malformed key. */
@@ -130,6 +172,10 @@ export async function startAcquirer(input: AcquirerConfig): Promise<AcquirerHand
 
     const store: Store = await openSqliteStore(config.databasePath, { migrations: ACQUIRER_MIGRATIONS });
     closers.push(() => store.close());
+    await enableSecureDelete(store);
+    const saf = new SafQueue(store);
+    const reversals = new ReversalBook(store);
+    const batches = new Batches(store);
     const terminals = new TerminalTable(store, hsm, () => clock().toISOString());
     const journal = new Journal(store);
     for (const t of [...terminalsFromFile, ...(config.terminals ?? [])]) await terminals.register(t);
@@ -167,7 +213,26 @@ export async function startAcquirer(input: AcquirerConfig): Promise<AcquirerHand
       cupSpec: loadSpec('cup-pos'),
       netSpec: loadSpec('iso87-binary'),
       inFlight: new Map(),
+      saf,
+      reversals,
+      batches,
     };
+
+    // Closed before the store (closers run in reverse): a pass in progress finishes first.
+    const worker = new SafWorker({
+      queue: saf,
+      hsm,
+      switchLink,
+      netSpec: deps.netSpec,
+      zak: config.zoneKeys.zak,
+      switchMs: config.timeouts.switchMs,
+      hsmMs: config.timeouts.hsmMs,
+      clock,
+      options: config.safOptions,
+      log,
+    });
+    if (config.safEnabled) worker.start();
+    closers.push(() => worker.stop());
 
     const server = await FramedServer.listen({
       ...(config.listen.host !== undefined ? { host: config.listen.host } : {}),
@@ -232,6 +297,16 @@ export async function startAcquirer(input: AcquirerConfig): Promise<AcquirerHand
       getTerminal: (id) => terminals.get(id),
       inquire: (key) => inquireJournal(journal, key, clock(), config.utcOffsetMinutes),
       journal,
+      saf: {
+        list: (state) => saf.list(state),
+        retry: (id) => saf.retry(id, clock().toISOString()),
+        drop: (id) => saf.drop(id, clock().toISOString()),
+        runOnce: () => worker.runOnce(),
+      },
+      batches,
+      merchantSettlement: (date) =>
+        merchantSettlementOf(store, date, config.feeBasisPoints, config.utcOffsetMinutes),
+      writeClearingFile: (dir, date) => writeClearingFileOf(store, dir, date, config.utcOffsetMinutes),
       close: closeAll,
     };
   } catch (e) {

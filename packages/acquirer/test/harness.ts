@@ -104,6 +104,10 @@ export interface Harness {
   /** The acquirer–switch ZAK: its block under the LMK (the POSP's) and in clear (the switch's copy). */
   zak: { block: string; clear: Uint8Array };
   terminal: TestTerminal;
+  /** The POSP's config (same database, HSM and keys on a restart). */
+  config: AcquirerConfig;
+  /** Closes the POSP as a crash would leave it (no drain of the store-and-forward queue) and starts it again on the same database. */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -117,6 +121,12 @@ export interface HarnessOptions {
   wrapHsm?: (hsm: LocalHsm) => AcquirerHsm;
   /** Reach the HSM over TCP (HsmServer + HsmClient) instead of in process. */
   hsmOverTcp?: boolean;
+  /**
+   * Store and forward: by default the worker does not poll (tests call `posp.saf.runOnce()` with the
+   * clock where they want it); give options to change that.
+   */
+  saf?: AcquirerConfig['saf'];
+  feeBasisPoints?: number;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -207,13 +217,15 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
             },
           ],
     timeouts: { switchMs: opts.switchMs ?? 400, hsmMs: 2000, dbMs: 2000 },
+    saf: opts.saf ?? { enabled: false },
+    settlement: { feeBasisPoints: opts.feeBasisPoints ?? 0 },
     utcOffsetMinutes: 480,
     logger: createLogger({ service: 'acquirer', stream }),
     clock: () => clock.now,
   };
   const posp = await startAcquirer(config);
   const terminal = await TestTerminal.connect(posp.port, tmkClear);
-  return {
+  const h: Harness = {
     posp,
     hsm,
     dir,
@@ -226,14 +238,25 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     tmkBlock: tmk.keyBlock,
     zak: { block: zak.keyBlock, clear: zakClear },
     terminal,
+    config,
+    async restart() {
+      const old = h.terminal;
+      await old.close();
+      await h.posp.close();
+      h.posp = await startAcquirer(config);
+      h.terminal = await TestTerminal.connect(h.posp.port, tmkClear);
+      h.terminal.keys = old.keys;
+      h.terminal.stan = old.stan;
+    },
     async close() {
-      await terminal.close();
-      await posp.close();
+      await h.terminal.close();
+      await h.posp.close();
       await sw.close();
       await hsmServer?.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  return h;
 }
 
 export interface WorkingKeys {

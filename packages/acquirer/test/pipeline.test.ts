@@ -145,7 +145,7 @@ test('garbage on the wire is dropped (bad TPDU, truncated message) and the next 
   }
 });
 
-test('an 0400 (issue 6) and an unknown transaction type are answered 12, MACed', async () => {
+test('an 0820 sign-off and an unknown transaction type are answered 12, an 0400 without 39 and 61 30, MACed', async () => {
   const h = await startHarness();
   try {
     const t = h.terminal;
@@ -159,7 +159,13 @@ test('an 0400 (issue 6) and an unknown transaction type are answered 12, MACed',
     rev.mti = '0400';
     const r2 = await t.send(t.mac(rev));
     assert.equal(r2.answer.mti, '0410');
-    assert.equal(rc(r2.answer), '12');
+    assert.equal(rc(r2.answer), '30');
+    assert.ok(t.answerMacOk(r2.message));
+    const off = t.financial('purchase');
+    off.mti = '0820';
+    const r3 = await t.send(t.mac(off));
+    assert.equal(r3.answer.mti, '0830');
+    assert.equal(rc(r3.answer), '12');
   } finally {
     await h.close();
   }
@@ -330,7 +336,17 @@ test('bounded: a step over its bound rejects ACQUIRER_STEP_TIMEOUT naming it', a
 
 test('every error code is thrown somewhere in the source (and every one thrown is listed)', () => {
   const dir = new URL('../src/', import.meta.url);
-  const src = ['config.ts', 'server.ts', 'terminals.ts', 'pipeline.ts', 'journal.ts']
+  const src = [
+    'config.ts',
+    'server.ts',
+    'terminals.ts',
+    'pipeline.ts',
+    'journal.ts',
+    'saf.ts',
+    'reversal.ts',
+    'settlement.ts',
+    'mac.ts',
+  ]
     .map((f) => readFileSync(new URL(f, dir), 'utf8'))
     .join('\n');
   const thrown = new Set([...src.matchAll(/AcquirerError\(\s*'([A-Z_]+)'/g)].map((m) => m[1]));
