@@ -1126,10 +1126,10 @@ export class Terminal {
    * Settlement (cup-pos-dialect.md 2.7, docs/network.md "Settlement"): a pending reversal goes first;
    * then 0500 with 60 = 00 + batch + 201 and field 48 = the batch totals. Answer flag 1: the batch
    * closes. Flag 2: every batch entry is uploaded (0320, 60.1 = its type code, 60.3 = 201, its own
-   * 2/3/4/11/12/13/14/37/38/39, 61 for a void), then the end of batch (0320, 60.3 = 202, 48 = n4
+   * 2/3/4/11/12/13/14/37/38/39; no 61, which a POSP may read as the uploaded STAN), then the end of batch (0320, 60.3 = 202, 48 = n4
    * record count), then the batch closes. Closing = the totals journaled in `settlements`, the batch's
-   * entries (and their sealed card data) deleted, the batch number + 1 (999999 wraps to 1), in one
-   * SQLite transaction. Any other ending leaves the batch open: `settle()` may be called again.
+   * entries (and their sealed card data) deleted, the next batch number set (60.2 of the closing answer
+   * when the POSP names another batch there, else + 1, 999999 wrapping to 1), in one SQLite transaction. Any other ending leaves the batch open: `settle()` may be called again.
    */
   settle(): Promise<SettlementResult> {
     return this.#exclusive(async () => {
@@ -1203,6 +1203,7 @@ export class Terminal {
       if (!host || (host.flag !== '1' && host.flag !== '2'))
         return fail('host-error', { responseCode: rc, ...(host ? { hostFlag: host.flag } : {}) });
       let uploadedCount: number | undefined;
+      let closing: Iso8583Message | undefined = a;
       if (host.flag === '2') {
         uploadedCount = 0;
         for (const e of entries) {
@@ -1228,8 +1229,6 @@ export class Terminal {
           u.set(42, this.config.merchantId);
           u.set(49, this.config.currency);
           u.set(60, `${typeCode}${batch}201`);
-          if (e.txn_type === 'void' && e.original_stan !== null)
-            u.set(61, `${batch}${pad6(e.original_stan)}`);
           u.set(63, this.config.operator);
           const uo = await this.#exchangeRetrying(this.#seal(u, true), us, '0330', 'settle.upload-attempt');
           if (uo.kind !== 'answer')
@@ -1256,6 +1255,7 @@ export class Terminal {
         end.set(63, this.config.operator);
         const eo = await this.#exchangeRetrying(this.#seal(end, true), endStan, '0330', 'settle.end-attempt');
         const erc = eo.kind === 'answer' ? String(eo.answer!.get(39) ?? '') : undefined;
+        closing = eo.answer;
         if (erc !== '00')
           return fail('upload-failed', {
             responseCode: erc ?? rc,
@@ -1264,7 +1264,14 @@ export class Terminal {
             uploadedCount,
           });
       }
-      const next = Number(batch) >= BATCH_MAX ? 1 : Number(batch) + 1;
+      // The POSP may name the next batch in 60.2 of its closing answer; an echo of ours means + 1.
+      const named = String(closing?.get('60.2') ?? '');
+      const next =
+        /^[0-9]{6}$/.test(named) && named !== '000000' && named !== batch
+          ? Number(named)
+          : Number(batch) >= BATCH_MAX
+            ? 1
+            : Number(batch) + 1;
       const status = host.flag === '1' ? 'balanced' : 'uploaded';
       await this.#store.transaction(async (tx) => {
         await tx.run(

@@ -90,6 +90,8 @@ export class FakePosp {
   /** 0320 detail records received (60.3 = 201), by identity; and end-of-batch counts (60.3 = 202). */
   readonly uploads: string[] = [];
   readonly endOfBatch: number[] = [];
+  /** When set, the 0510 names this batch in 60.2 as the terminal's next one. */
+  nextBatchOnClose: string | undefined;
   /** Fields overwritten in every financial answer (to test the terminal's echo checks). */
   echoOverride: Record<number, string> | undefined;
   readonly tmk: Uint8Array;
@@ -255,6 +257,7 @@ export class FakePosp {
       const mine = `${n(t.debitTotal, 12)}${n(t.debitCount, 3)}${n(t.creditTotal, 12)}${n(t.creditCount, 3)}`;
       const flag = sent.slice(0, 30) === mine ? '1' : '2';
       r.set(48, `${mine}${flag}${'0'.repeat(30)}0`);
+      if (this.nextBatchOnClose && flag === '1') r.set(60, `00${this.nextBatchOnClose}201`);
       r.set(39, '00');
     } else if (req.mti === '0320') {
       if (req.get('60.3') === '202') this.endOfBatch.push(Number(req.get(48)));

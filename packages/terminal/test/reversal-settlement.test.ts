@@ -287,6 +287,10 @@ describe('automatic reversal (沖正)', () => {
     proxy.mode = 'duplicate-answer';
     const ar = await t.sendPendingReversal();
     assert.equal(ar.status, 'reversed');
+    // The second 0410 arrived too (written right behind the first) and matched nothing.
+    assert.ok(
+      logLines.some((l) => l.includes('txn.unmatched-answer') && l.includes(`"stan":"${lost.stan}"`)),
+    );
     // 3 tries with the answer dropped, then 1 answered (twice): 4 received, applied once.
     assert.deepEqual(posp.reversals.get(identity(t, lost.stan)), { received: 4, applied: true });
     // Nothing left to send: no 0400 goes out again.
@@ -392,12 +396,54 @@ describe('settlement (結算)', () => {
     assert.equal(up.fields[37], p1.rrn);
     assert.equal(up.fields[38], 'A1B2C3');
     assert.equal(up.fields[39], '00');
-    assert.equal(sent[3]!.fields[61], `000007${p2.stan}`);
+    assert.equal(sent[3]!.fields[61], undefined); // 11 is the uploaded STAN; 61 would name the purchase
+    assert.equal(sent[3]!.fields[3], '200000');
     assert.equal(sent[4]!.fields[48], '0003');
     assert.deepEqual(posp.endOfBatch.at(-1), 3);
     assert.equal(r.nextBatchNumber, '000008');
     assert.deepEqual(await t.batchEntries(), []);
     await t.close();
+  });
+
+  test('the POSP may name the next batch in 60.2 of the 0510', async () => {
+    cleanLine();
+    const { t } = await signedIn();
+    await t.purchase({ card: CARD, amountMinor: 100, pin: PIN });
+    posp.nextBatchOnClose = '000042';
+    const r = await t.settle();
+    posp.nextBatchOnClose = undefined;
+    assert.equal(r.status, 'balanced');
+    assert.equal(r.nextBatchNumber, '000042');
+    assert.equal((await t.status()).batchNumber, '000042');
+    await t.close();
+  });
+
+  test('a batch the 0500 could not carry (999 debits) refuses the next purchase', async () => {
+    cleanLine();
+    const { t, config } = await signedIn();
+    await t.close();
+    const store = await openSqliteStore(join(config.stateDir, 'terminal.sqlite'), {
+      migrations: TERMINAL_MIGRATIONS,
+    });
+    await store.transaction(async (tx) => {
+      for (let i = 1; i <= 999; i++)
+        await tx.run(
+          `INSERT INTO batch_entries (batch_number, stan, txn_type, mti, processing_code, amount_minor, pan_masked,
+             card_sealed, local_year, local_date, local_time, rrn, response_code, created_at)
+           VALUES (7, ?, 'purchase', '0200', '000000', 1, 'x', x'00', 2025, '1125', '103301', '', '00', '')`,
+          [i],
+        );
+    });
+    await store.close();
+    const t2 = await open(config);
+    const before = seenOf(t2).length;
+    await assert.rejects(t2.purchase({ card: CARD, amountMinor: 1, pin: PIN }), {
+      code: 'TERMINAL_BATCH_FULL',
+      message:
+        'batch: a batch holds at most 999 debits totalling at most 999999999999 minor units: settle first',
+    });
+    assert.equal(seenOf(t2).length, before);
+    await t2.close();
   });
 
   test('no answer to the 0500: bounded tries, the batch stays open; a later settle() closes it', async () => {
