@@ -7,9 +7,17 @@
 // unpack turns the same kind of bytes into a message object; "unpack + read all fields" also reads every
 // field back once (ours with `get`, theirs from the object it returns), so that no decoding can be left
 // for later unseen. Ours and theirs run in alternating slices so that both see the same machine load
-// (this is a shared 2-core box: a slow second on one side would otherwise skew the ratio).
+// (this is a shared 2-core box: a slow second on one side would otherwise skew the ratio), and a full
+// garbage collection runs before each slice, outside the measured time, so that neither side pays for
+// collecting the other's garbage (iso_8583 makes much more of it: without this, our slices absorb its
+// major collections). Each side still pays for collecting its own garbage within its slices.
+//
+// Unpack generates a reader per spec and bitmap after a message with that bitmap has unpacked twice
+// (field.ts "Generated readers"): the warm-up covers it, as a first few messages do in a running host.
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { bytesToHex, Iso8583Message, loadSpec, pack, unpack } from '../src/index.js';
 
 export interface BenchRow {
@@ -44,8 +52,13 @@ const FIELDS: Record<string, string> = {
 const BINARY = new Set(['52', '64']);
 const IDS = Object.keys(FIELDS);
 
-/** Calls of `fn` in `ms` milliseconds, in batches of 100 (after nothing: the caller warms up). */
+// A handle on V8's gc() without a command-line flag (the documented --expose-gc, set at run time).
+setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
+
+/** Calls of `fn` in `ms` milliseconds, in batches of 100, after a full GC (the caller warms up). */
 function slice(fn: () => unknown, ms: number): { n: number; ms: number } {
+  collectGarbage();
   let n = 0;
   const start = performance.now();
   let now = start;

@@ -24,7 +24,6 @@ import {
   type Reader,
   type Writer,
 } from './encoding.js';
-import { markAsUntransferable } from 'node:worker_threads';
 import { Iso8583Error } from './errors.js';
 import { ALWAYS_SENSITIVE_FIELDS, type FieldSpec, type FieldType, type MaskStyle } from './spec.js';
 import { PositionalCodec, TlvCodec } from './subfields.js';
@@ -569,6 +568,10 @@ function unknownField(id: number, specName: string, pos: number): Iso8583Error {
 // reference `FieldCodec.readFields` from the start of that field, which throws the reference error.
 // test/unpack-reference.test.ts holds the two to the same results on mutated inputs.
 //
+// The code holds only integers from the validated spec (lengths, field numbers, masks) and fixed names:
+// no text of the spec. Where code generation is not allowed (node
+// --disallow-code-generation-from-strings) every message takes the reference reader.
+//
 // One function per table and bitmap, because one function for every field a spec defines (127 for
 // iso87-binary) is too big for V8's optimizing compiler and runs interpreted. A bitmap gets its function
 // after READER_AFTER_SUCCESSES messages with it unpacked (by the reference reader) without error, so
@@ -790,6 +793,9 @@ export function readerSource(
       const id = 32 * k + j + 1;
       const c = table[id];
       if (c === undefined || id === 1) return undefined;
+      // Only integers from the spec are written into the code (never its text); a CompiledSpec built
+      // without validation could hold anything, so anything else keeps the reference reader.
+      if (!Number.isSafeInteger(c.max) || !Number.isSafeInteger(c.prefixBytes)) return undefined;
       blocks.push(fieldBlock(c, id));
     }
   }
@@ -1023,38 +1029,15 @@ function bcdSmall(b: Uint8Array, p: number, n: number, leftJustified: boolean): 
 }
 
 /**
- * Memory of the values of non-sensitive `b` fields (a MAC, key data under a KEK, a bitmap): unpack copies
- * them into a shared 8 KiB slab and returns a view of their bytes, as Node's Buffer pool and pack do,
- * because a fresh ArrayBuffer per value costs more than reading the rest of the field. Each view has its
- * own exact length and bytes; the slab cannot be transferred to a worker (that would detach the other
- * values in it). Sensitive fields never come from here (`ownBytes`).
+ * A fresh Uint8Array holding bytes [pos, pos + n) (a loop beats slice() for the short values of ISO 8583).
+ * A slab shared by many values (as pack's output) was tried: a view of it costs as much as a small
+ * ArrayBuffer of its own in V8 (~40 ns), so each value simply gets its own.
  */
-const VALUE_SLAB_BYTES = 8192;
-/** Values longer than this get an ArrayBuffer of their own. */
-const VALUE_SLAB_MAX_BYTES = 64;
-let valueSlabBuffer = newValueSlab();
-let valueSlab = new Uint8Array(valueSlabBuffer);
-let valueSlabUsed = 0;
-
-function newValueSlab(): ArrayBuffer {
-  const ab = new ArrayBuffer(VALUE_SLAB_BYTES);
-  markAsUntransferable(ab);
-  return ab;
-}
-
-/** Bytes [pos, pos + n) of a non-sensitive field: a copy, in the value slab when short. */
 function copyBytes(b: Uint8Array, pos: number, n: number): Uint8Array {
-  if (n > VALUE_SLAB_MAX_BYTES) return b.slice(pos, pos + n);
-  let at = valueSlabUsed;
-  if (at + n > VALUE_SLAB_BYTES) {
-    valueSlabBuffer = newValueSlab();
-    valueSlab = new Uint8Array(valueSlabBuffer);
-    at = 0;
-  }
-  const slab = valueSlab;
-  for (let i = 0; i < n; i++) slab[at + i] = b[pos + i]!;
-  valueSlabUsed = (at + n + 7) & ~7; // 8-byte aligned, as Buffer's pool
-  return new Uint8Array(valueSlabBuffer, at, n);
+  if (n > 64) return b.slice(pos, pos + n);
+  const v = new Uint8Array(n);
+  for (let i = 0; i < n; i++) v[i] = b[pos + i]!;
+  return v;
 }
 
 /** Per text field read by `readFields`: its index among the fields, and its characters in `cur.chars`. */

@@ -769,8 +769,12 @@ const cursor = new ReadCursor();
  * the field and the byte offset; nothing else is thrown for any input.
  *
  * Every field is checked completely here, in field order (a bad message throws now, never at a later
- * get). Text fields are decoded into one character buffer; one string is made of it at the end and each
- * value is cut out of that string.
+ * get). Fixed text fields of up to 16 characters become strings as they are read (String.fromCharCode);
+ * other text fields are decoded into one character buffer, one string is made of it at the end and each
+ * value is cut out of that string (values of 13+ characters are then slices of it in V8). Sensitive
+ * fields (2, 14, 35, 36, 45, 52, 55, `sensitive: true`) never share memory: each gets a string or an
+ * ArrayBuffer of its own, and their decoded characters are wiped from the buffer (field.ts `ownText`).
+ * The field reading itself is generated code per spec and bitmap (field.ts "Generated readers").
  */
 export function unpackMessage(
   spec: CompiledSpec,
@@ -833,7 +837,10 @@ export function unpackWith(
     );
   // A bitmap whose messages unpack gets its own reader (after a few: field.ts READER_AFTER_SUCCESSES).
   if (reader === undefined && readers !== undefined) readers.succeeded(words0, w1, w2, w3);
-  if (texts > 0) {
+  if (texts === 1) {
+    // One text left for the shared string (the others were made as they were read): its own string.
+    dense[TEXT_AT[0]!] = decodeLatin1(cur.chars, TEXT_START[0]!, TEXT_END[0]!);
+  } else if (texts > 1) {
     const all = decodeLatin1(cur.chars, 0, cur.cpos);
     for (let i = 0; i < texts; i++) dense[TEXT_AT[i]!] = all.substring(TEXT_START[i]!, TEXT_END[i]!);
   }
