@@ -19,6 +19,7 @@ commands:
   up         set up (once) and run the network: HSM, two issuers, switch, POSP, each its own process
   terminal   drive a terminal against a running network (sign-in, purchase, inquiry, void, refund)
   txn        txn show: the state of one transaction at every party
+  saf        saf list|retry|drop --dir D: the POSP's store-and-forward queue of reversal advices
   chaos      seeded run of the network under faults and kills, then the auditor of docs/invariants.md
   hsm        the HSM: LMK ceremony (init), serve, audit verify
   issuer     issuer serve --config FILE
@@ -64,6 +65,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     case 'txn': {
       const { txnCommand } = await import('./network/txn.js');
       return txnCommand(rest, io);
+    }
+    case 'saf': {
+      const { safCommand } = await import('./saf.js');
+      return safCommand(rest, io);
     }
     case 'chaos': {
       const { chaosCommand } = await import('./chaos/command.js');
