@@ -309,6 +309,11 @@ describe('merchant settlement and the clearing file', () => {
   test('writeClearingFile: clearing-acquirer-<date>.jsonl, one record per financial transaction and reversal', async () => {
     h.behaviour.fn = () => 'silent';
     const lost = await send('purchase', 1234, { batch: '000003' });
+    h.behaviour.fn = () => ({ code: '00', balance: '1002156C000000012345' });
+    const t = h.terminal;
+    const inq = t.financial('inquiry');
+    inq.set('60.2', '000003');
+    assert.equal(rc((await t.send(t.mac(inq))).answer), '00');
     h.behaviour.fn = () => ({ code: '00' });
     const { path, records } = await h.posp.writeClearingFile(h.dir, '20261125');
     assert.equal(path, join(h.dir, 'clearing-acquirer-20261125.jsonl'));
@@ -364,7 +369,7 @@ describe('merchant settlement and the clearing file', () => {
       ],
     );
     assert.equal(
-      lines.some((l) => l.type === 'inquiry'),
+      lines.some((l) => (l.type as string) === 'inquiry' || l.amountMinor === 0),
       false,
     );
     assert.ok(lines.some((l) => l.type === 'void') && lines.some((l) => l.type === 'refund'));
