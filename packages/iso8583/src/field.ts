@@ -604,6 +604,31 @@ export type FieldsReader = (
  * and variable ones are cut out of one string per message (sensitive ones: `ownText`).
  */
 const FROM_CHAR_CODE_MAX = 16;
+/**
+ * Variable-length text fields up to this many characters (a PAN: 19) are made the same way, by length;
+ * sensitive ones up to the longer VAR_SENSITIVE_FROM_CHAR_CODE_MAX (track 2: 37), which spares them the
+ * character buffer and its wipe.
+ */
+const VAR_FROM_CHAR_CODE_MAX = 19;
+const VAR_SENSITIVE_FROM_CHAR_CODE_MAX = 40;
+
+/** The characters of `n` BCD digits at `q` as String.fromCharCode arguments (after the pad of odd right). */
+function bcdCharArgs(n: number, left: boolean, charset: number): string {
+  const skip = (n & 1) === 1 && !left ? 1 : 0;
+  return Array.from({ length: n }, (_, i) => {
+    const at = i + skip;
+    const byte = `b[q + ${at >> 1}]`;
+    const v = (at & 1) === 0 ? `${byte} >> 4` : `${byte} & 15`;
+    return charset === BCD_DIGITS ? `48 + (${v})` : `NC[${v}]`;
+  }).join(', ');
+}
+
+/** `switch (n)` with one String.fromCharCode per length 0..`upTo`, each made by `make(length)`. */
+function byLength(upTo: number, make: (n: number) => string): string {
+  const cases = [`case 0: dense[k++] = ''; break;`];
+  for (let n = 1; n <= upTo; n++) cases.push(`case ${n}: dense[k++] = FCC(${make(n)}); break;`);
+  return `switch (n) { ${cases.join(' ')} }`;
+}
 
 /** Code of the block that reads field `c` (number `id`). `FB` hands over to the reference reader. */
 function fieldBlock(c: FieldCodec, id: number): string {
@@ -699,6 +724,17 @@ function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
         ? '(x < 48 || x > 57) && x !== 61 && x !== 68'
         : 'x < 48 || x > 57'
       : '';
+    if (!c.fixed) {
+      // Short values: a string of their own straight from the input bytes, by length.
+      const upTo = Math.min(max, sens ? VAR_SENSITIVE_FROM_CHAR_CODE_MAX : VAR_FROM_CHAR_CODE_MAX);
+      out.push(`if (n <= ${upTo}) {`);
+      if (bad) out.push(`for (z = q; z < q + n; z++) { x = b[z]; if (${bad}) ${FB} }`);
+      out.push(
+        byLength(upTo, (len) => Array.from({ length: len }, (_, i) => `b[q + ${i}]`).join(', ')),
+        `p = q + n; break ${L}; }`,
+      );
+      if (upTo === max) return; // every length is covered
+    }
     if (sens || fixedSmall) {
       // A string of its own made from the input bytes (sensitive: never a slice of the message's text).
       if (bad) out.push(`for (z = q; z < q + n; z++) { x = b[z]; if (${bad}) ${FB} }`);
@@ -721,6 +757,21 @@ function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
       `if (n <= ${SMALL_DIGITS_MAX}) { v = BS(b, q, n, ${left}); if (v < 0) ${FB} dense[k++] = SD(n, v); p = q + nb; break ${L}; }`,
     );
   }
+  if (!c.fixed) {
+    // Short values: check every nibble (and the pad nibble of an odd count), then a string of their own
+    // straight from the nibbles, by length (no trip through the character buffer: nothing to wipe).
+    const upTo = Math.min(max, sens ? VAR_SENSITIVE_FROM_CHAR_CODE_MAX : VAR_FROM_CHAR_CODE_MAX);
+    const pad = (v: string) => `((${v}) !== 0 && (${v}) !== 15)`;
+    out.push(`if (n <= ${upTo}) {`, `od = (n & 1) === 1; r = q; e = q + nb;`);
+    if (left) out.push(`if (od) { e--; v = b[e]; if (${pad('v & 15')} || ${pairs}[v & 0xf0] === 0) ${FB} }`);
+    else out.push(`if (od) { v = b[q]; if (${pad('v >> 4')} || ${pairs}[v & 15] === 0) ${FB} r++; }`);
+    out.push(
+      `for (; r < e; r++) if (${pairs}[b[r]] === 0) ${FB}`,
+      byLength(upTo, (len) => bcdCharArgs(len, left, c.charset)),
+      `p = q + nb; break ${L}; }`,
+    );
+    if (upTo === max) return; // every length is covered
+  }
   if (fixedSmall) {
     // Check every nibble (and the pad nibble of an odd count), then one string from the nibbles.
     const odd = (max & 1) === 1;
@@ -735,15 +786,7 @@ function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
       from = 'q + 1';
     }
     out.push(`for (r = ${from}; r < ${to}; r++) if (${pairs}[b[r]] === 0) ${FB}`);
-    // Nibble i of the data (after the pad nibble of a right-justified odd count) as a character.
-    const skip = odd && !left ? 1 : 0;
-    const nibble = (i: number): string => {
-      const at = i + skip;
-      const byte = `b[q + ${at >> 1}]`;
-      const v = (at & 1) === 0 ? `${byte} >> 4` : `${byte} & 15`;
-      return c.charset === BCD_DIGITS ? `48 + (${v})` : `NC[${v}]`;
-    };
-    out.push(`dense[k++] = FCC(${args(nibble)});`, 'p = q + nb;');
+    out.push(`dense[k++] = FCC(${bcdCharArgs(max, left, c.charset)});`, 'p = q + nb;');
     return;
   }
   const odd = c.fixed ? ((max & 1) === 1 ? 'true' : 'false') : '(n & 1) === 1';
