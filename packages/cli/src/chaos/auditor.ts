@@ -100,6 +100,8 @@ export interface AuditInput {
   told: TerminalView;
   /** Single-sided accounts reconciliation left unexplained (undefined when reconciliation did not run). */
   reconUnexplained?: number;
+  /** Net per merchant from the POSP's merchant settlement (purchases − voids − refunds), when it has one. */
+  settlement?: Map<string, number>;
   /** Reversal advices still owed by the POSP (store and forward) after the drain. */
   safPending?: number;
 }
@@ -224,11 +226,21 @@ export async function audit(
       toldNet.set(p.merchantId, (toldNet.get(p.merchantId) ?? 0) + p.amountMinor);
     for (const r of told.approvedRefunds.values())
       toldNet.set(r.merchantId, (toldNet.get(r.merchantId) ?? 0) - r.amountMinor);
-    for (const mid of new Set([...pospNet.keys(), ...issuerNet.keys(), ...toldNet.keys()])) {
+    const settled = input.settlement;
+    for (const mid of new Set([
+      ...pospNet.keys(),
+      ...issuerNet.keys(),
+      ...toldNet.keys(),
+      ...(settled?.keys() ?? []),
+    ])) {
       const a = pospNet.get(mid) ?? 0;
       const b = issuerNet.get(mid) ?? 0;
       const c = toldNet.get(mid) ?? 0;
-      if (a !== b || b !== c) d.push(`merchant ${mid}: POSP journal ${a}, issuers ${b}, terminal slips ${c}`);
+      const s = settled === undefined ? a : (settled.get(mid) ?? 0);
+      if (a !== b || b !== c || s !== c)
+        d.push(
+          `merchant ${mid}: POSP settlement ${settled ? s : 'n/a'}, POSP journal ${a}, issuers ${b}, terminal slips ${c}`,
+        );
     }
     out.push(result('M6-merchant-settlement', d));
   }

@@ -79,6 +79,10 @@ interface Approved {
   merchantId: string;
 }
 
+/** YYYYMMDD of the local clock (the POSP's settlement date of a transaction made now). */
+const localDate = (d: Date): string =>
+  `${d.getFullYear()}${String(d.getMonth() + 1).padStart(2, '0')}${String(d.getDate()).padStart(2, '0')}`;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The cards the workload uses: both issuers, a limit and a low-funds card. */
@@ -113,6 +117,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     say(line);
   };
   const rng = createPrng(opts.seed);
+  const dates = new Set<string>([localDate(new Date())]);
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'posp-chaos-'));
   phase(`setting up a network in ${dir}`);
   const m = await setupNetwork(dir, { pinPadScryptN: PINPAD_SCRYPT_N_MIN });
@@ -203,6 +208,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     await Promise.all([...terminals.keys()].map((id) => lane(id)));
     await Promise.all(pendingKills);
 
+    dates.add(localDate(new Date()));
     // Healing, faults off.
     net.setPlans(undefined);
     const faultsInjected = faults();
@@ -236,6 +242,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         : `POSP store and forward: ${safPending} advices still owed`,
     );
 
+    const settlement = await pospSettlement(net, [...dates]);
     for (const [id, t] of terminals) {
       if (!t.settle) {
         phase('settlement: the terminal has no settle() yet');
@@ -259,13 +266,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
 
     await net.close();
-    const recon = await reconcile(m, phase);
+    const recon = await reconcile(dir, [...dates], phase);
     const { invariants, singleSidedFound } = await audit({
       m,
       cards,
       told,
       ...(recon ? { reconUnexplained: recon.unexplained } : {}),
       ...(safPending !== undefined ? { safPending } : {}),
+      ...(settlement ? { settlement } : {}),
     });
     const reversals = await countIssuerReversals(m);
     const ok = invariants.every((x) => x.ok);
@@ -379,18 +387,31 @@ async function oneTransaction(
 
 /** Waits for the POSP's store and forward queue to empty; the count left, or undefined without one. */
 async function drainStoreAndForward(net: ChaosNetwork): Promise<number | undefined> {
-  const posp = net.posp as unknown as { safPending?: () => Promise<number> };
-  const count = async (): Promise<number | undefined> => {
-    if (typeof posp.safPending === 'function') return posp.safPending();
-    return undefined;
-  };
+  const saf = (net.posp as { saf?: { list(state?: string): Promise<unknown[]>; runOnce(): Promise<number> } })
+    .saf;
+  if (!saf) return undefined;
   const deadline = Date.now() + CHAOS_SAF_DRAIN_MS_MAX;
-  let n = await count();
-  while (n !== undefined && n > 0 && Date.now() < deadline) {
+  let n = (await saf.list('pending')).length;
+  while (n > 0 && Date.now() < deadline) {
+    await saf.runOnce().catch(() => 0);
     await sleep(200);
-    n = await count();
+    n = (await saf.list('pending')).length;
   }
-  return n;
+  return n + (await saf.list('operator')).length;
+}
+
+/** Net per merchant (purchases − voids − refunds) from the POSP's own settlement of each date. */
+async function pospSettlement(net: ChaosNetwork, dates: string[]): Promise<Map<string, number> | undefined> {
+  const posp = net.posp as {
+    merchantSettlement?: (d: string) => Promise<{ merchants: { merchantId: string; netMinor: number }[] }>;
+  };
+  if (typeof posp.merchantSettlement !== 'function') return undefined;
+  const out = new Map<string, number>();
+  for (const d of dates) {
+    const s = await posp.merchantSettlement(d);
+    for (const x of s.merchants) out.set(x.merchantId, (out.get(x.merchantId) ?? 0) + x.netMinor);
+  }
+  return out;
 }
 
 /** Reversals the issuers recorded (0400s that reached them, first arrivals). */
@@ -411,33 +432,39 @@ async function countIssuerReversals(m: ChaosNetwork['m']): Promise<number> {
 }
 
 /**
- * End-of-day clearing and `reconcile --apply` through packages/recon and cli/src/reconcile.ts when
- * they exist (being written alongside this); undefined when they do not, and the auditor's own
- * comparison of the journals stands alone.
+ * End-of-day clearing and `reconcile --apply` through cli/src/reconcile.ts (`runReconcile`) when it
+ * exists; undefined when it does not, and the auditor's own comparison of the journals stands alone.
  */
 async function reconcile(
-  m: ChaosNetwork['m'],
+  dir: string,
+  dates: string[],
   phase: (line: string) => void,
 ): Promise<{ found: number; resolved: number; unexplained: number } | undefined> {
-  type ReconcileFn = (opts: {
-    dir: string;
-    apply: boolean;
-  }) => Promise<{ found: number; resolved: number; unexplained: number }>;
-  let fn: ReconcileFn | undefined;
+  type RunReconcile = (opts: { dir: string; date: string; apply: boolean }) => Promise<{
+    before: { mismatches: unknown[] };
+    applied: { responseCode: string }[];
+    unexplained: unknown[];
+  }>;
+  let fn: RunReconcile | undefined;
   try {
-    const mod = (await import('../reconcile.js' as string)) as { reconcileNetwork?: ReconcileFn };
-    fn = mod.reconcileNetwork;
+    const mod = (await import('../reconcile.js' as string)) as { runReconcile?: RunReconcile };
+    fn = mod.runReconcile;
   } catch {
     fn = undefined;
   }
   if (!fn) {
-    phase('reconciliation: packages/cli/src/reconcile.ts has no reconcileNetwork yet; not run');
+    phase('reconciliation: packages/cli/src/reconcile.ts has no runReconcile; not run');
     return undefined;
   }
-  const dir = join(m.logs, '..');
-  const r = await fn({ dir, apply: true });
+  const total = { found: 0, resolved: 0, unexplained: 0 };
+  for (const date of dates) {
+    const r = await fn({ dir, date, apply: true });
+    total.found += r.before.mismatches.length;
+    total.resolved += r.applied.filter((a) => a.responseCode === '00').length;
+    total.unexplained += r.unexplained.length;
+  }
   phase(
-    `reconciliation: ${r.found} single-sided found, ${r.resolved} resolved, ${r.unexplained} unexplained`,
+    `reconciliation (${dates.join(', ')}): ${total.found} mismatches found, ${total.resolved} refunds applied, ${total.unexplained} unexplained`,
   );
-  return r;
+  return total;
 }
