@@ -195,8 +195,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         if (k !== undefined)
           pendingKills.push(kill(k).catch((e) => void kills.push(`${k} restart failed: ${String(e)}`)));
         const r = rng.fork(`txn:${i}`);
-        const res = await oneTransaction(t, r, mine, merchantId, cardOf, told);
-        const key = `${res.type} ${res.status}${res.responseCode ? ` ${res.responseCode}` : ''}`;
+        let key: string;
+        try {
+          const res = await oneTransaction(t, r, mine, merchantId, cardOf, told);
+          key = `${res.type} ${res.status}${res.responseCode ? ` ${res.responseCode}` : ''}`;
+        } catch (e) {
+          // The terminal refusing to start (e.g. TERMINAL_REVERSAL_PENDING: its reversal is not yet
+          // acknowledged) is an outcome of the run, not a failure of it.
+          const code = (e as { code?: unknown }).code;
+          if (typeof code !== 'string' || !code.startsWith('TERMINAL_')) throw e;
+          key = `refused by the terminal ${code}`;
+        }
         outcomes[key] = (outcomes[key] ?? 0) + 1;
         done++;
         opts.onProgress?.(done, opts.transactions, faults());
@@ -219,12 +228,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       for (const [id, t] of terminals) {
         if (!(await t.pendingReversal())) continue;
         pending++;
-        if (t.sendPendingReversal) {
-          const r = await t.sendPendingReversal();
-          if (r.status === 'reversed') reversalsSent++;
-        } else {
-          // Before the terminal sends reversals itself, a sign-in is where it would (docs/network.md).
-          await t.signIn();
+        try {
+          if (t.sendPendingReversal) {
+            const r = await t.sendPendingReversal();
+            if (r.status === 'reversed') reversalsSent++;
+          } else {
+            // Before the terminal sends reversals itself, a sign-in is where it would (docs/network.md).
+            await t.signIn();
+          }
+        } catch (e) {
+          phase(`${id}: reversal refused: ${(e as { code?: string }).code ?? String(e)}`);
         }
         if (await t.pendingReversal()) phase(`${id}: reversal still pending after round ${round + 1}`);
       }
@@ -248,8 +261,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         phase('settlement: the terminal has no settle() yet');
         break;
       }
-      const s = await t.settle();
-      phase(`${id} settlement: ${s.status}`);
+      try {
+        const s = await t.settle();
+        phase(`${id} settlement: ${s.status}`);
+      } catch (e) {
+        phase(`${id} settlement refused by the terminal: ${(e as { code?: string }).code ?? String(e)}`);
+      }
     }
     for (const t of terminals.values()) await t.close();
     terminals.clear();
