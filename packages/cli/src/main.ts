@@ -20,6 +20,7 @@ commands:
   terminal   drive a terminal against a running network (sign-in, purchase, inquiry, void, refund)
   txn        txn show: the state of one transaction at every party
   saf        saf list|retry|drop --dir D: the POSP's store-and-forward queue of reversal advices
+  reconcile  reconcile --date YYYYMMDD --dir D [--apply] [--json]: clearing files, mismatches by class, refunds
   chaos      seeded run of the network under faults and kills, then the auditor of docs/invariants.md
   hsm        the HSM: LMK ceremony (init), serve, audit verify
   issuer     issuer serve --config FILE
@@ -69,6 +70,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     case 'saf': {
       const { safCommand } = await import('./saf.js');
       return safCommand(rest, io);
+    }
+    case 'reconcile': {
+      const { reconcileCommand } = await import('./reconcile.js');
+      return reconcileCommand(rest, io);
     }
     case 'chaos': {
       const { chaosCommand } = await import('./chaos/command.js');
