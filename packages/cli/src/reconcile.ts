@@ -26,8 +26,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as acquirerPkg from '@openposp/acquirer';
-import { ACQUIRER_MIGRATIONS } from '@openposp/acquirer';
+import { ACQUIRER_MIGRATIONS, loadAcquirerConfig, writeClearingFileOf } from '@openposp/acquirer';
 import type { HsmApi } from '@openposp/hsm';
 import { Issuer, ISSUER_MIGRATIONS, loadIssuerConfig, writeIssuerClearingFile } from '@openposp/issuer';
 import {
@@ -63,13 +62,6 @@ const NO_HSM = new Proxy(
   },
 ) as HsmApi;
 
-type AcquirerClearingWriter = (
-  store: unknown,
-  dir: string,
-  date: string,
-  utcOffsetMinutes?: number,
-) => Promise<{ path: string; records: unknown[] }>;
-
 export interface AppliedResolution {
   class: Mismatch['class'];
   identity: Mismatch['identity'];
@@ -103,18 +95,10 @@ export async function writeClearingFiles(
   out: string,
 ): Promise<{ party: string; path: string; records: number }[]> {
   const written: { party: string; path: string; records: number }[] = [];
-  const writer = (acquirerPkg as Record<string, unknown>).writeClearingFileOf as
-    | AcquirerClearingWriter
-    | undefined;
-  if (typeof writer !== 'function')
-    throw new CliError(
-      'CLI_INTERNAL',
-      'reconcile: this build of @openposp/acquirer cannot write a clearing file',
-    );
-  const pospConfig = acquirerPkg.loadAcquirerConfig(m.posp.config) as { utcOffsetMinutes?: number };
+  const pospConfig = loadAcquirerConfig(m.posp.config);
   const posp = await openSqliteStore(m.posp.database, { migrations: ACQUIRER_MIGRATIONS });
   try {
-    const r = await writer(posp, out, date, pospConfig.utcOffsetMinutes);
+    const r = await writeClearingFileOf(posp, out, date, pospConfig.utcOffsetMinutes);
     written.push({ party: 'acquirer', path: r.path, records: r.records.length });
   } finally {
     await posp.close();
