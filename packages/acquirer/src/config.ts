@@ -81,9 +81,9 @@ export interface AcquirerConfig {
 export interface ResolvedAcquirerConfig extends AcquirerConfig {
   timeouts: PipelineTimeouts;
   currency: string;
-  safOptions: SafOptions;
-  safEnabled: boolean;
-  feeBasisPoints: number;
+  /** Every option filled in (validating a resolved config again gives the same: `startAcquirer(loadAcquirerConfig(f))`). */
+  saf: SafOptions & { enabled: boolean };
+  settlement: { feeBasisPoints: number };
 }
 
 const invalid = (path: string, rule: string): never => {
@@ -236,9 +236,8 @@ export function validateAcquirerConfig(input: unknown): ResolvedAcquirerConfig {
     ...cfg,
     timeouts: { ...PIPELINE_TIMEOUTS_DEFAULT, ...(cfg.timeouts ?? {}) },
     currency: cfg.currency ?? '156',
-    safOptions,
-    safEnabled: enabled !== false,
-    feeBasisPoints: (fee as number | undefined) ?? 0,
+    saf: { ...safOptions, enabled: enabled !== false },
+    settlement: { feeBasisPoints: (fee as number | undefined) ?? 0 },
   };
 }
 

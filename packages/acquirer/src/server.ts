@@ -228,10 +228,10 @@ export async function startAcquirer(input: AcquirerConfig): Promise<AcquirerHand
       switchMs: config.timeouts.switchMs,
       hsmMs: config.timeouts.hsmMs,
       clock,
-      options: config.safOptions,
+      options: config.saf,
       log,
     });
-    if (config.safEnabled) worker.start();
+    if (config.saf.enabled) worker.start();
     closers.push(() => worker.stop());
 
     const server = await FramedServer.listen({
@@ -305,7 +305,7 @@ export async function startAcquirer(input: AcquirerConfig): Promise<AcquirerHand
       },
       batches,
       merchantSettlement: (date) =>
-        merchantSettlementOf(store, date, config.feeBasisPoints, config.utcOffsetMinutes),
+        merchantSettlementOf(store, date, config.settlement.feeBasisPoints, config.utcOffsetMinutes),
       writeClearingFile: (dir, date) => writeClearingFileOf(store, dir, date, config.utcOffsetMinutes),
       close: closeAll,
     };

@@ -271,6 +271,13 @@ test('config: every path is checked, with the path in the error', () => {
     [(c) => (c.timeouts = { switchMS: 1 }), 'timeouts.switchMS: unknown key'],
     [(c) => (c.currency = 'CNY'), 'currency: must be 3 digits (ISO 4217 numeric)'],
     [(c) => (c.colour = 'blue'), 'colour: unknown key'],
+    [(c) => (c.saf = { maxAttempts: 0 }), 'saf.maxAttempts: must be an integer from 1 to 2147483647'],
+    [(c) => (c.saf = { retries: 3 }), 'saf.retries: unknown key'],
+    [(c) => (c.saf = { enabled: 'yes' }), 'saf.enabled: must be true or false'],
+    [
+      (c) => (c.settlement = { feeBasisPoints: 10001 }),
+      'settlement.feeBasisPoints: must be an integer from 0 to 10000',
+    ],
     [
       (c) => (c.terminals = [{ terminalId: '10000001', merchantId: 'short', tmk: 'S1234567890123456789' }]),
       'terminals[0].merchantId: must be 15 printable ASCII characters (field 42)',
@@ -289,6 +296,18 @@ test('config: every path is checked, with the path in the error', () => {
   const ok = validateAcquirerConfig(baseConfig());
   assert.deepEqual(ok.timeouts, { switchMs: 20000, hsmMs: 5000, dbMs: 5000 });
   assert.equal(ok.currency, '156');
+  assert.deepEqual(ok.saf, {
+    baseDelayMs: 2000,
+    maxDelayMs: 60000,
+    maxAttempts: 12,
+    maxAgeMs: 86400000,
+    pollMs: 1000,
+    batchSize: 32,
+    enabled: true,
+  });
+  assert.deepEqual(ok.settlement, { feeBasisPoints: 0 });
+  // A resolved config validates again to itself (startAcquirer(loadAcquirerConfig(path)) validates twice).
+  assert.deepEqual(validateAcquirerConfig(ok), ok);
 });
 
 test('config file: relative paths resolve against its folder; the terminals file is checked', () => {
