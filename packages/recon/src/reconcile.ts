@@ -213,10 +213,13 @@ function classify(type: ClearingType, slot: Slot, rev: Slot, matched: Matched[],
   }
   // The acquirer reversed it when its record says so (the terminal's reversal accepted: answered 00
   // to the terminal, delivered upstream or still owed in store and forward) or its reversal was
-  // acknowledged. A reversal the POSP owes on its own after a 91 (record unknown, reversal unknown) is
+  // acknowledged, or it is an approval with a reversal still owed. A reversal the POSP owes on its own after a 91 (record unknown, reversal unknown) is
   // not a reversal of an approval: the acquirer never had one (issuer-debited-acquirer-failed).
   // The issuer reversed it only when its reversal was approved.
-  const acqReversed = slot.acquirer?.state === 'reversed' || rev.acquirer?.state === 'approved';
+  const acqReversed =
+    slot.acquirer?.state === 'reversed' ||
+    rev.acquirer?.state === 'approved' ||
+    (slot.acquirer?.state === 'approved' && rev.acquirer?.state === 'unknown');
   const issReversed = iss?.state === 'reversed' || issRev?.state === 'approved';
   const acqStands = slot.acquirer?.state === 'approved' && !acqReversed;
   const issStands = iss?.state === 'approved' && !issReversed;
