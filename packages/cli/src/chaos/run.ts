@@ -77,6 +77,8 @@ interface Approved {
   refundedMinor: number;
   card: DemoCard;
   merchantId: string;
+  /** Its batch was settled: a refund is still possible, a void no longer. */
+  settled?: boolean;
 }
 
 /** YYYYMMDD of the local clock (the POSP's settlement date of a transaction made now). */
@@ -205,6 +207,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
           const code = (e as { code?: unknown }).code;
           if (typeof code !== 'string' || !code.startsWith('TERMINAL_')) throw e;
           key = `refused by the terminal ${code}`;
+          if (code === 'TERMINAL_BATCH_FULL' && t.settle) {
+            // End of the merchant's batch: settle it as the cashier would, and the next one opens. Voids
+            // are of the current batch only, so the settled purchases can still be refunded, not voided.
+            const st = await t.settle().catch(() => undefined);
+            if (st && (st.status === 'balanced' || st.status === 'uploaded'))
+              for (const a of mine) a.settled = true;
+            const sk = `settlement ${st?.status ?? 'refused'}`;
+            outcomes[sk] = (outcomes[sk] ?? 0) + 1;
+          }
         }
         outcomes[key] = (outcomes[key] ?? 0) + 1;
         done++;
@@ -378,7 +389,8 @@ async function oneTransaction(
   const origInput = { track2: track2Of(orig.card) };
   if (kind === 'void') {
     // A void only of a purchase not refunded (the issuer declines 12 otherwise), in the current batch.
-    if (orig.refundedMinor > 0) return t.balanceInquiry({ card: origInput, pin: orig.card.pin });
+    if (orig.refundedMinor > 0 || orig.settled)
+      return t.balanceInquiry({ card: origInput, pin: orig.card.pin });
     const x = await t.voidPurchase({ card: origInput, originalStan: orig.stan, pin: orig.card.pin });
     if (approvedOk(x)) {
       mine.splice(idx, 1);
