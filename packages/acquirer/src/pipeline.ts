@@ -515,7 +515,7 @@ export const findOriginal: Step = {
       orig === undefined ||
       orig.state !== 'answered' ||
       orig.responseCode !== RC.approved ||
-      orig.reversalState !== undefined
+      (orig.reversalState !== undefined && orig.reversalState !== 'refused')
     ) {
       return RC.originalNotFound;
     }

@@ -55,7 +55,9 @@ export function nextBatchNo(b: string): string {
   return String(v > 999_999 ? 1 : v).padStart(6, '0');
 }
 
-const APPROVED_UNREVERSED = "state = 'answered' AND response_code = '00' AND reversal_state IS NULL";
+/** Answered 00 and no reversal owed or done (a reversal the issuer refused leaves the original standing). */
+const APPROVED_UNREVERSED =
+  "state = 'answered' AND response_code = '00' AND (reversal_state IS NULL OR reversal_state = 'refused')";
 
 export type DiscrepancyKind = 'missing-at-posp' | 'missing-at-terminal' | 'amount-differs' | 'state-differs';
 
@@ -239,7 +241,10 @@ export class Batches {
       if (j === undefined) {
         d = { ...base, rrn: item.rrn, kind: 'missing-at-posp', pospAmountMinor: undefined, detail: '' };
       } else {
-        const approved = j.state === 'answered' && j.response_code === '00' && j.reversal_state === null;
+        const approved =
+          j.state === 'answered' &&
+          j.response_code === '00' &&
+          (j.reversal_state === null || j.reversal_state === 'refused');
         const pospAmount = j.amount_minor === null ? undefined : Number(j.amount_minor);
         if (!approved)
           d = {

@@ -166,6 +166,27 @@ describe('terminal reversal (0400)', () => {
   });
 });
 
+describe('a reversal the issuer refuses', () => {
+  test('its code goes to the terminal, the original stands (voidable), a repeat gets the same code', async () => {
+    const p = await purchase(1700);
+    h.behaviour.fn = (m) => (m.mti === '0400' ? { code: '13' } : { code: '00' });
+    const { answer } = await h.terminal.send(reversalOf({ stan: p.stan, amount: 1700 }));
+    h.behaviour.fn = () => ({ code: '00' });
+    assert.equal(rc(answer), '13');
+    const e = await h.posp.inquire(p.rrn);
+    assert.equal(e?.reversalState, 'refused');
+    assert.equal(e?.reversalCode, '13');
+    const before = h.seen.length;
+    assert.equal(rc((await h.terminal.send(reversalOf({ stan: p.stan, amount: 1700 }))).answer), '13');
+    assert.equal(h.seen.length, before);
+    const t = h.terminal;
+    const v = await t.send(
+      t.mac(t.financial('void', { amount: 1700, original: { batch: '000001', stan: p.stan } })),
+    );
+    assert.equal(rc(v.answer), '00', 'the original still stands');
+  });
+});
+
 describe('store and forward', () => {
   test('back-off doubles from the base up to the maximum', () => {
     const o = { baseDelayMs: 1000, maxDelayMs: 4000 };
