@@ -182,7 +182,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       if (what === 'posp') await net.killPosp(CHAOS_DOWN_MS);
       else await net.killIssuer(what, CHAOS_DOWN_MS);
     };
-    const pendingKills: Promise<void>[] = [];
+    let killChain: Promise<void> = Promise.resolve();
     const faults = () => [...net.proxies.values()].reduce((s, x) => s + x.counters.injected, 0);
 
     const lane = async (terminalId: string) => {
@@ -194,8 +194,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         const i = next++;
         if (i >= opts.transactions) return;
         const k = killAt.get(i);
+        // Kills run one after another (two kills of one service at once would race for its port).
         if (k !== undefined)
-          pendingKills.push(kill(k).catch((e) => void kills.push(`${k} restart failed: ${String(e)}`)));
+          killChain = killChain.then(() =>
+            kill(k).catch((e) => void kills.push(`${k} restart failed: ${String(e)}`)),
+          );
         const r = rng.fork(`txn:${i}`);
         let key: string;
         try {
@@ -226,7 +229,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       `running ${opts.transactions} transactions on ${terminals.size} terminals, fault rate ${opts.faultRate} (${(p * 100).toFixed(2)}% per message), ${killCount} kills`,
     );
     await Promise.all([...terminals.keys()].map((id) => lane(id)));
-    await Promise.all(pendingKills);
+    await killChain;
 
     dates.add(localDate(new Date()));
     // Healing, faults off.
