@@ -23,7 +23,7 @@ export const SWITCH_OUTCOMES = {
   mac_failed: "the request's MAC did not verify under the acquirer's ZAK: answered A0",
   no_route: 'no routing entry matches the BIN: answered 14',
   no_issuer: 'the BIN routes to an issuer with no configured link: answered 15',
-  issuer_down: 'the issuer link was not connected, nothing was sent: answered 15',
+  issuer_down: 'the issuer link was configured but not connected, nothing was sent: answered 91',
   duplicate_in_flight: 'a request with the same identity was still in flight to the issuer: answered 94',
   issuer_busy: 'the issuer link had its maximum of requests in flight, nothing was sent: answered 91',
   issuer_timeout: 'sent; no answer within the issuer timeout (or the link closed): answered 91',

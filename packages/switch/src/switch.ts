@@ -331,13 +331,14 @@ export class SwitchService {
     )
       return this.#refuse(tx, '30', 'format_error', true);
 
-    // 4. Route by BIN: no entry 14; an issuer with no link, or a link that is down, 15 (nothing sent).
+    // 4. Route by BIN: no entry 14; an issuer with no link 15 (no such issuer); a configured link that is
+    //    down 91 (issuer inoperative, docs/network.md: the acquirer treats it as retryable/unknown).
     const route = this.#routing.route(facts.pan);
     if (route === undefined) return this.#refuse(tx, '14', 'no_route', true);
     tx.route = route;
     const link = this.#issuers.get(route.issuerId);
     if (link === undefined) return this.#refuse(tx, '15', 'no_issuer', true);
-    if (!link.connected) return this.#refuse(tx, '15', 'issuer_down', true);
+    if (!link.connected) return this.#refuse(tx, '91', 'issuer_down', true);
 
     // 5. Journal before anything leaves: a crash after sending must leave a visible pending row.
     try {

@@ -146,7 +146,7 @@ describe('switch limits and link faults', () => {
     }
   });
 
-  test('an issuer that goes away: 15 while it is down, 00 again after the reconnect', async () => {
+  test('an issuer that goes away: 91 while it is down, 00 again after the reconnect', async () => {
     const own = await fakeIssuer(z1);
     const port = own.server.port;
     const sw = await startSwitch(config(port));
@@ -157,7 +157,7 @@ describe('switch limits and link faults', () => {
       assert.equal((await send(c, buy(PAN_A), zA.zak)).get(39), '00');
       await own.server.close();
       await waitFor(() => !sw.links()[0]!.connected);
-      assert.equal((await send(c, buy(PAN_A), zA.zak)).get(39), '15');
+      assert.equal((await send(c, buy(PAN_A), zA.zak)).get(39), '91');
       // The same port again (the issuer restarted).
       back = await fakeIssuer(z1, port);
       await waitFor(() => sw.links()[0]!.connected, 3000);

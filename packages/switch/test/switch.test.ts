@@ -185,10 +185,10 @@ describe('switch over TCP', () => {
     assert.ok(await macOk(resp, zA.zak));
   });
 
-  test('BIN known, issuer link configured but not connected: 15 at once', async () => {
+  test('BIN known, issuer link configured but not connected: 91 (inoperative) at once', async () => {
     const t0 = Date.now();
     const resp = await send(acq, buy(PAN_DOWN), zA.zak);
-    assert.equal(resp.get(39), '15');
+    assert.equal(resp.get(39), '91');
     assert.ok(Date.now() - t0 < ISSUER_TIMEOUT_MS, 'no wait: nothing was sent');
   });
 
