@@ -667,6 +667,14 @@ export const sendToSwitch: Step = {
       ctx.notes.push('switch-no-answer');
     }
     const finishedAt = deps.clock().toISOString();
+    // A switch's 91 to a financial request means "sent, outcome unknown" (the issuer may have debited):
+    // not a decline. The POSP records it as unknown and owes its own reversal advice, exactly as for no
+    // answer (docs/network.md: 91 issuer or switch inoperative). A 91 for a link that was down (nothing
+    // sent) is the same to us: the issuer acknowledges a reversal of what it never saw.
+    if (answer !== undefined && str(answer, 39) === RC.switchInoperative && ctx.kind !== 'inquiry') {
+      ctx.notes.push('switch-answered-91');
+      answer = undefined;
+    }
     if (answer === undefined) {
       await deps.journal.finish(rrn, { state: 'unknown', responseCode: RC.switchInoperative, finishedAt });
       ctx.journalDone = true;

@@ -16,7 +16,7 @@ import { isValidMmdd } from './clock.js';
 import type { JournalEntry } from './journal.js';
 import type { Step, TxnContext } from './pipeline.js';
 import { RC } from './pipeline.js';
-import { reversalFieldsOf, sendReversal } from './saf.js';
+import { classifyReversalAnswer, reversalFieldsOf, sendReversal } from './saf.js';
 
 /** The 0400's field 39: 98 no answer in time, 96 approved but not finished, A0 bad MAC, 06 other. */
 export const REVERSAL_REASONS: readonly string[] = ['98', '96', 'A0', '06'];
@@ -232,7 +232,12 @@ export const reverse: Step = {
       panMasked: ctx.panMasked!,
       fields,
     };
-    if ('code' in r && r.code !== '91' && r.code !== '96') {
+    // An issuer's decision about the reversal is passed to the terminal: "nothing left to undo" (00, 12,
+    // 25), or a refusal (e.g. 13) that leaves the original standing. Anything else (no answer, or 91, 96,
+    // 15, A0, 94 from the switch) means the POSP could not complete the reversal upstream: it queues it
+    // (store and forward retries, then the operator queue) and answers the terminal 00, so that the
+    // terminal's record clears (docs/network.md). Passing a 15/91 down made the terminal replay forever.
+    if ('code' in r && classifyReversalAnswer(r.code) !== 'retry') {
       ctx.notes.push(`reversal-forwarded-${r.code}`);
       await book.transaction(async (tx) => {
         await saf.recordDelivered(item, r.code, r.transmissionDateTime, nowIso, tx);

@@ -201,7 +201,7 @@ export class SafQueue {
         ],
       );
       await tx.run('UPDATE journal SET reversal_state = ?, reversal_code = ? WHERE rrn = ?', [
-        code === '00' ? 'reversed' : 'refused',
+        REVERSAL_DONE_CODES.has(code) ? 'reversed' : 'refused',
         code,
         item.originalRrn,
       ]);
@@ -258,7 +258,10 @@ export class SafQueue {
     );
   }
 
-  /** Acknowledged with 00: done, the PAN erased, the original reversed. */
+  /**
+   * Acknowledged (00, or 12/25: nothing left to undo at the issuer): done, the PAN erased, the original
+   * reversed at the POSP too (the issuer holds no money for it).
+   */
   async complete(
     id: number,
     attempts: number,
@@ -414,8 +417,27 @@ export async function sendReversal(
   }
 }
 
-/** Switch answers that say "not delivered, try again" rather than an issuer's decision. */
-const RETRY_CODES = new Set(['91', '96']);
+/**
+ * Answers to a reversal (0400/0420) after which there is nothing left to undo: 00 reversed (or never
+ * seen: the issuer records it and declines a late original), 12 already reversed or not reversible any
+ * more, 25 original not found at the issuer. The same set the terminal clears its record on.
+ */
+export const REVERSAL_DONE_CODES: ReadonlySet<string> = new Set(['00', '12', '25']);
+/**
+ * Answers that say "not delivered / not decided, try again" rather than an issuer's decision about the
+ * reversal: 91 issuer or switch inoperative (a configured link down, or no answer), 96 malfunction,
+ * 15 no such issuer (a switch's routing answer, not the issuer's), A0 our MAC failed on the way (a
+ * corrupted frame), 94 a request with this identity still in flight. Retried until `maxAttempts` or
+ * `maxAgeMs`; they never expire an advice early.
+ */
+export const REVERSAL_RETRY_CODES: ReadonlySet<string> = new Set(['91', '96', '15', 'A0', '94']);
+
+/** What a reversal answer means for the advice: done, try again, or a decision a person must look at. */
+export function classifyReversalAnswer(code: string): 'done' | 'retry' | 'operator' {
+  if (REVERSAL_DONE_CODES.has(code)) return 'done';
+  if (REVERSAL_RETRY_CODES.has(code)) return 'retry';
+  return 'operator';
+}
 
 export interface SafWorkerDeps extends ReversalSendDeps {
   queue: SafQueue;
@@ -488,15 +510,15 @@ export class SafWorker {
       }
       const attempts = item.attempts + 1;
       const r = await sendReversal(d, '0420', item.pan, item.fields, now);
-      if ('code' in r && r.code === '00') {
+      if ('code' in r && classifyReversalAnswer(r.code) === 'done') {
         await d.queue.complete(item.id, attempts, r.code, r.transmissionDateTime, nowIso);
         d.log?.info('saf_delivered', { id: item.id, rrn: item.originalRrn, attempts });
         acked++;
         continue;
       }
       const error = 'code' in r ? `answered-${r.code}` : r.problem;
-      if ('code' in r && !RETRY_CODES.has(r.code)) {
-        // An issuer's decision other than 00 (e.g. 13 amount differs): a person must look at it.
+      if ('code' in r && classifyReversalAnswer(r.code) === 'operator') {
+        // An issuer's decision that leaves something to undo (e.g. 13 amount differs): a person must look.
         await d.queue.expire(item.id, attempts, error, nowIso, r.code);
         d.log?.warn?.('saf_expired', { id: item.id, rrn: item.originalRrn, attempts, why: error });
         continue;

@@ -279,6 +279,65 @@ describe('store and forward', () => {
     assert.equal(h.seen.length, before);
   });
 
+  test('a switch 91 to a purchase is "sent, outcome unknown": journalled unknown, the POSP owes its advice', async () => {
+    h.behaviour.fn = () => ({ code: '91' });
+    const p = await purchase(3300);
+    h.behaviour.fn = () => ({ code: '00' });
+    assert.equal(p.code, '91');
+    const e = await h.posp.inquire(p.rrn);
+    assert.equal(e?.state, 'unknown');
+    assert.equal(e?.reversalState, 'owed');
+    const item = (await h.posp.saf.list('pending')).find((i) => i.originalRrn === p.rrn);
+    assert.equal(item?.source, 'posp');
+    assert.equal(await passAt(0), 1);
+    assert.equal((await h.posp.inquire(p.rrn))?.reversalState, 'reversed');
+  });
+
+  test('15, 91, 96, A0 to an advice are retried (not final); 25 (nothing to undo) completes it', async () => {
+    h.behaviour.fn = () => 'silent';
+    const p = await purchase(3400);
+    const id = (await h.posp.saf.list('pending')).find((i) => i.originalRrn === p.rrn)!.id;
+    const codes = ['15', '91', '96', 'A0'];
+    let delay = 0;
+    for (const [n, code] of codes.entries()) {
+      h.behaviour.fn = (m) => (m.mti === '0420' ? { code } : { code: '00' });
+      await passAt(delay);
+      const it = (await h.posp.saf.list()).find((i) => i.id === id);
+      if (n < 3) {
+        assert.equal(it?.state, 'pending', `after ${code}`);
+        assert.equal(it?.lastError, `answered-${code}`);
+      }
+      delay = backoffDelayMs(SAF, n + 1);
+    }
+    // maxAttempts (4) reached on the last retryable answer: the operator queue, never 'answered-15' early.
+    assert.equal((await h.posp.saf.list()).find((i) => i.id === id)?.state, 'operator');
+    await h.posp.saf.retry(id);
+    h.behaviour.fn = (m) => (m.mti === '0420' ? { code: '25' } : { code: '00' });
+    assert.equal(await passAt(0), 1);
+    assert.equal((await h.posp.saf.list()).find((i) => i.id === id)?.state, 'done');
+    assert.equal((await h.posp.inquire(p.rrn))?.reversalState, 'reversed');
+    h.behaviour.fn = () => ({ code: '00' });
+  });
+
+  test('a terminal 0400 the switch answers 15 or 91: queued, the terminal gets 00 (its record clears)', async () => {
+    for (const code of ['15', '91']) {
+      const p = await purchase(3500);
+      h.behaviour.fn = (m) => (m.mti === '0400' ? { code } : { code: '00' });
+      const { answer } = await h.terminal.send(reversalOf({ stan: p.stan, amount: 3500 }));
+      h.behaviour.fn = () => ({ code: '00' });
+      assert.equal(rc(answer), '00', `upstream ${code}`);
+      assert.equal((await h.posp.inquire(p.rrn))?.reversalState, 'owed');
+      const item = (await h.posp.saf.list('pending')).find((i) => i.originalRrn === p.rrn);
+      assert.equal(item?.source, 'terminal');
+      // A repeat of the 0400 gets 00 again, nothing more upstream.
+      const before = h.seen.length;
+      assert.equal(rc((await h.terminal.send(reversalOf({ stan: p.stan, amount: 3500 }))).answer), '00');
+      assert.equal(h.seen.length, before);
+      assert.equal(await passAt(0), 1);
+      assert.equal((await h.posp.inquire(p.rrn))?.reversalState, 'reversed');
+    }
+  });
+
   test('expiry: after maxAttempts the advice goes to the operator queue; retry delivers it, drop gives it up', async () => {
     h.behaviour.fn = () => 'silent';
     const one = await purchase(4100);
