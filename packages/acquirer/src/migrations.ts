@@ -158,4 +158,17 @@ CREATE TABLE batch_discrepancies (
 );
 `,
   },
+  {
+    id: 3,
+    name: 'reconciliation resolutions (issue 6 §4: exclude / confirm)',
+    sql: `
+-- A resolution reconciliation recorded on the POSP's side of a transaction: 'exclude' (the issuer has no
+-- standing debit for it: not settled to the merchant, not approved in the clearing file) or 'confirm'
+-- (both approved with different amounts: settled at recon_amount_minor, the issuer's amount).
+ALTER TABLE journal ADD COLUMN recon_action TEXT CHECK (recon_action IN ('exclude', 'confirm'));
+ALTER TABLE journal ADD COLUMN recon_class TEXT;
+ALTER TABLE journal ADD COLUMN recon_amount_minor INTEGER;
+ALTER TABLE journal ADD COLUMN recon_at TEXT;
+`,
+  },
 ];

@@ -505,9 +505,14 @@ export async function merchantSettlementOf(
 ): Promise<MerchantSettlement> {
   const date = checkDate(dateInput);
   const [from, to] = localDayBoundsIso(date, utcOffsetMinutes);
+  // Reconciliation's resolutions (markReconciled): an excluded transaction is not settled, a confirmed one
+  // at the amount reconciliation confirmed (the issuer's: what the cardholder paid).
   const rows = await store.all<{ merchant_id: string; txn_type: string; c: number; a: number | null }>(
-    `SELECT merchant_id, txn_type, COUNT(*) AS c, SUM(amount_minor) AS a FROM journal
+    `SELECT merchant_id, txn_type, COUNT(*) AS c,
+       SUM(CASE WHEN recon_action = 'confirm' AND recon_amount_minor IS NOT NULL THEN recon_amount_minor ELSE amount_minor END) AS a
+     FROM journal
      WHERE received_at >= ? AND received_at < ? AND ${APPROVED_UNREVERSED} AND txn_type IN ('purchase', 'void', 'refund')
+       AND (recon_action IS NULL OR recon_action <> 'exclude')
      GROUP BY merchant_id, txn_type ORDER BY merchant_id`,
     [from, to],
   );
@@ -583,7 +588,11 @@ export async function clearingRecordsOf(
       responseCode = '';
     } else if (j.state === 'declined') state = code === 'A0' || code === '30' ? 'refused' : 'declined';
     else if (code !== '00') state = 'declined';
-    else state = j.reversal_state === 'reversed' ? 'reversed' : 'approved';
+    else if (j.reversal_state === 'reversed') state = 'reversed';
+    // Excluded by reconciliation: the issuer holds no standing debit for it, the merchant is not paid.
+    else state = j.recon_action === 'exclude' ? 'declined' : 'approved';
+    const confirmed =
+      j.recon_action === 'confirm' && j.recon_amount_minor !== null && j.recon_amount_minor !== undefined;
     const base = {
       party: 'acquirer' as const,
       acquirerId: String(j.acquirer_id),
@@ -591,7 +600,11 @@ export async function clearingRecordsOf(
       stan: String(j.stan),
       localDate: String(j.txn_date).slice(4),
       rrn: String(j.rrn),
-      amountMinor: j.amount_minor === null ? 0 : Number(j.amount_minor),
+      amountMinor: confirmed
+        ? Number(j.recon_amount_minor)
+        : j.amount_minor === null
+          ? 0
+          : Number(j.amount_minor),
       currency: String(j.currency),
       pan: String(j.pan_masked),
     };
@@ -630,4 +643,53 @@ export async function writeClearingFileOf(
   const path = join(dir, `clearing-acquirer-${date}.jsonl`);
   writeFileSync(path, records.map((r) => `${JSON.stringify(r)}\n`).join(''));
   return { path, records };
+}
+
+/** A transaction's identity as clearing files name it (32, 41, 11, 13 as MMDD). */
+export interface ReconIdentity {
+  acquirerId: string;
+  terminalId: string;
+  stan: string;
+  localDate: string;
+}
+
+/** A resolution of reconciliation the POSP applies on its side (issue 6 §4). */
+export interface ReconResolution {
+  /** The mismatch class that asked for it (recorded, e.g. `acquirer-approved-issuer-missing`). */
+  class: string;
+  /** `exclude`: not settled, not approved in the clearing file; `confirm`: settled at `amountMinor`. */
+  action: 'exclude' | 'confirm';
+  /** The confirmed amount (integer minor units); required for `confirm`. */
+  amountMinor?: number;
+}
+
+/**
+ * Records a reconciliation resolution in the journal row of `identity` (the latest of that terminal,
+ * STAN and MMDD). Idempotent: the same resolution again is `already`; `not-found` when the POSP has no
+ * such transaction (nothing to exclude on its side).
+ */
+export async function markReconciled(
+  store: Queryable,
+  identity: ReconIdentity,
+  r: ReconResolution,
+  nowIso: string = new Date().toISOString(),
+): Promise<'marked' | 'already' | 'not-found'> {
+  // Programmer misuse (reconciliation's own output is the only caller): TypeError, not a user error code.
+  if (r.action !== 'exclude' && r.action !== 'confirm')
+    throw new TypeError("markReconciled: action must be 'exclude' or 'confirm'");
+  if (r.action === 'confirm' && (!Number.isSafeInteger(r.amountMinor) || (r.amountMinor as number) < 0))
+    throw new TypeError('markReconciled: a confirm needs amountMinor, a non-negative safe integer');
+  const row = await store.get<Row>(
+    `SELECT * FROM journal WHERE acquirer_id = ? AND terminal_id = ? AND stan = ? AND substr(txn_date, 5, 4) = ?
+       AND txn_type IN ('purchase', 'void', 'refund') ORDER BY id DESC LIMIT 1`,
+    [identity.acquirerId, identity.terminalId, identity.stan, identity.localDate],
+  );
+  if (row === undefined) return 'not-found';
+  const amount = r.action === 'confirm' ? (r.amountMinor as number) : null;
+  if (row.recon_action === r.action && (row.recon_amount_minor ?? null) === amount) return 'already';
+  await store.run(
+    'UPDATE journal SET recon_action = ?, recon_class = ?, recon_amount_minor = ?, recon_at = ? WHERE id = ?',
+    [r.action, r.class, amount, nowIso, row.id],
+  );
+  return 'marked';
 }

@@ -9,7 +9,16 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Iso8583Message } from '@openposp/iso8583';
 import fc from 'fast-check';
-import { AcquirerError, feeMinorOf, localDayBoundsIso, parseField48, totalsField48 } from '../src/index.js';
+import { openSqliteStore } from '@openposp/store';
+import {
+  ACQUIRER_MIGRATIONS,
+  AcquirerError,
+  feeMinorOf,
+  localDayBoundsIso,
+  markReconciled,
+  parseField48,
+  totalsField48,
+} from '../src/index.js';
 import { ACQUIRER_ID, CARD, cup, type Harness, MERCHANT_ID, startHarness, TERMINAL_ID } from './harness.js';
 
 let h: Harness;
@@ -373,5 +382,48 @@ describe('merchant settlement and the clearing file', () => {
       false,
     );
     assert.ok(lines.some((l) => l.type === 'void') && lines.some((l) => l.type === 'refund'));
+  });
+
+  test('markReconciled: exclude leaves merchant settlement and is not approved in the clearing file; confirm settles at its amount', async () => {
+    const a = await send('purchase', 7001, { batch: '000003' });
+    const b = await send('purchase', 7002, { batch: '000003' });
+    assert.deepEqual([a.code, b.code], ['00', '00']);
+    const net0 = (await h.posp.merchantSettlement('20261125')).merchants[0]!.netMinor;
+    const id = (stan: string) => ({
+      acquirerId: ACQUIRER_ID,
+      terminalId: TERMINAL_ID,
+      stan,
+      localDate: '1125',
+    });
+    const store = await openSqliteStore(h.dbPath, { migrations: ACQUIRER_MIGRATIONS });
+    try {
+      const ex = { class: 'acquirer-approved-issuer-missing', action: 'exclude' } as const;
+      assert.equal(await markReconciled(store, id(a.stan), ex), 'marked');
+      assert.equal(await markReconciled(store, id(a.stan), ex), 'already', 'idempotent');
+      const cf = { class: 'amount-mismatch', action: 'confirm', amountMinor: 7000 } as const;
+      assert.equal(await markReconciled(store, id(b.stan), cf), 'marked');
+      assert.equal(await markReconciled(store, id('999999'), ex), 'not-found');
+      await assert.rejects(
+        () => markReconciled(store, id(b.stan), { class: 'amount-mismatch', action: 'confirm' }),
+        TypeError,
+      );
+      const row = await store.get<Record<string, unknown>>(
+        'SELECT recon_action, recon_class, recon_amount_minor FROM journal WHERE rrn = ?',
+        [b.rrn],
+      );
+      assert.deepEqual(
+        { ...row },
+        { recon_action: 'confirm', recon_class: 'amount-mismatch', recon_amount_minor: 7000 },
+      );
+    } finally {
+      await store.close();
+    }
+    const m = (await h.posp.merchantSettlement('20261125')).merchants[0]!;
+    assert.equal(m.netMinor, net0 - 7001 - 2, 'the excluded one is not settled, the confirmed one at 7000');
+    const { records } = await h.posp.writeClearingFile(h.dir, '20261125');
+    const of = (rrn: string) =>
+      records.filter((r) => r.rrn === rrn).map((r) => [r.type, r.state, r.amountMinor]);
+    assert.deepEqual(of(a.rrn), [['purchase', 'declined', 7001]]);
+    assert.deepEqual(of(b.rrn), [['purchase', 'approved', 7000]]);
   });
 });

@@ -15,18 +15,24 @@
  *      journal holds it; and it must also work when the network is down. The POSP needs no change for
  *      these classes: its journal already has the transaction as not approved (unknown, declined,
  *      refused) or reversed, so merchant settlement already excludes it.
- *    - exclude / confirm: the POSP's to apply (mark the transaction excluded from merchant settlement,
- *      or settle it at the issuer's amount). @openposp/acquirer has no API for it yet: they are
- *      reported as `awaitingAcquirer`, never silently dropped.
- *    Then the files are written again and reconciled again: `unexplained` lists what is still to
- *    refund (must be empty) — the exit status is 1 otherwise.
+ *    - exclude / confirm: the POSP's to apply, through `markReconciled` of @openposp/acquirer on its
+ *      database: recorded in its journal, an excluded transaction is no longer settled to the merchant
+ *      and is not approved in the POSP's clearing file; a confirmed one is settled (and cleared) at the
+ *      issuer's amount. Idempotent. Without --apply they are listed as `awaitingAcquirer`.
+ *    Then the files are written again and reconciled again: `unexplained` lists every mismatch still
+ *    to refund, exclude or confirm (must be empty) — the exit status is 1 otherwise.
  * 4. The report is written to D/reconcile-<date>.json (and printed with --json).
  *
  * No full PAN, PIN block or key is read or written here: clearing records carry masked PANs only.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ACQUIRER_MIGRATIONS, loadAcquirerConfig, writeClearingFileOf } from '@openposp/acquirer';
+import {
+  ACQUIRER_MIGRATIONS,
+  loadAcquirerConfig,
+  markReconciled,
+  writeClearingFileOf,
+} from '@openposp/acquirer';
 import type { HsmApi } from '@openposp/hsm';
 import { Issuer, ISSUER_MIGRATIONS, loadIssuerConfig, writeIssuerClearingFile } from '@openposp/issuer';
 import {
@@ -49,7 +55,8 @@ const USAGE = `usage: posp reconcile --date YYYYMMDD --dir D [--apply] [--json]
 
   Each party (POSP, switch, every issuer) writes its clearing file of the date into D/clearing/; the
   files are compared by transaction identity and every mismatch is listed by class with its resolution
-  (refund, exclude, confirm). --apply performs the refunds at the issuers and reconciles again. The
+  (refund, exclude, confirm). --apply performs the refunds at the issuers and records exclude/confirm at
+  the POSP (merchant settlement follows), then reconciles again. The
   report goes to D/reconcile-<date>.json. Exit status 1 when something is left unexplained after --apply.
 `;
 
@@ -67,8 +74,10 @@ export interface AppliedResolution {
   identity: Mismatch['identity'];
   type: Mismatch['type'];
   rrn: string;
-  action: 'refund';
+  action: 'refund' | 'exclude' | 'confirm';
+  /** Where it was applied: the issuer's id for a refund, `acquirer` for exclude/confirm. */
   issuer: string;
+  /** 00 applied (or already), 25 the party has no such transaction. */
   responseCode: string;
   /** True when the issuer had already reversed it (nothing moved this time). */
   replay: boolean;
@@ -80,10 +89,10 @@ export interface ReconcileReport {
   files: { party: string; path: string; records: number }[];
   before: { matched: number; mismatches: Mismatch[] };
   applied: AppliedResolution[];
-  /** exclude / confirm resolutions the POSP must apply (no acquirer API for it yet). */
+  /** exclude / confirm resolutions the POSP must apply (listed without --apply; applied with it). */
   awaitingAcquirer: Mismatch[];
   after: { matched: number; mismatches: Mismatch[] } | null;
-  /** After --apply: mismatches still to refund. Must be empty. */
+  /** After --apply: mismatches still to refund, exclude or confirm. Must be empty. */
   unexplained: Mismatch[];
   reportPath: string;
 }
@@ -185,6 +194,46 @@ export async function applyRefunds(
   return applied;
 }
 
+/** Records the exclude / confirm resolutions of `mismatches` in the POSP's journal (idempotent). */
+export async function applyAcquirerResolutions(
+  m: NetworkManifest,
+  mismatches: readonly Mismatch[],
+): Promise<AppliedResolution[]> {
+  const list = mismatches.filter(
+    (x) => x.resolution.action === 'exclude' || x.resolution.action === 'confirm',
+  );
+  if (list.length === 0) return [];
+  const applied: AppliedResolution[] = [];
+  const posp = await openSqliteStore(m.posp.database, { migrations: ACQUIRER_MIGRATIONS });
+  try {
+    for (const x of list) {
+      const r = x.resolution;
+      if (r.action !== 'exclude' && r.action !== 'confirm') continue;
+      const out = await markReconciled(
+        posp,
+        x.identity,
+        r.action === 'confirm'
+          ? { class: x.class, action: 'confirm', amountMinor: r.amountMinor }
+          : { class: x.class, action: 'exclude' },
+      );
+      applied.push({
+        class: x.class,
+        identity: x.identity,
+        type: x.type,
+        rrn: x.rrn,
+        action: r.action,
+        issuer: 'acquirer',
+        responseCode: out === 'not-found' ? '25' : '00',
+        replay: out === 'already',
+        reason: `reconciliation: ${x.class}${out === 'not-found' ? ' (no such transaction at the POSP)' : ''}`,
+      });
+    }
+  } finally {
+    await posp.close();
+  }
+  return applied;
+}
+
 const counts = (r: ReconcileResult) => ({ matched: r.matched.length, mismatches: r.mismatches });
 
 /** The whole command as a function (tests call it; the CLI prints its result). */
@@ -210,11 +259,15 @@ export async function runReconcile(opts: {
     reportPath,
   };
   if (opts.apply) {
-    report.applied = await applyRefunds(m, before.mismatches);
+    report.applied = [
+      ...(await applyRefunds(m, before.mismatches)),
+      ...(await applyAcquirerResolutions(m, before.mismatches)),
+    ];
+    report.awaitingAcquirer = [];
     await writeClearingFiles(m, opts.date, out);
     const after = reconcile(readClearingFiles(out, opts.date));
     report.after = counts(after);
-    report.unexplained = after.mismatches.filter((x) => x.resolution.action === 'refund');
+    report.unexplained = actionable(after);
   }
   writeFileSync(reportPath, `${JSON.stringify(report, null, 2)}\n`);
   return report;
@@ -247,7 +300,7 @@ function printText(io: Io, r: ReconcileReport): void {
   byClass(r.before.mismatches);
   for (const a of r.applied)
     w(
-      `applied refund at ${a.issuer}: rrn ${a.rrn || '-'} stan ${a.identity.stan} -> ${a.responseCode}${a.replay ? ' (already reversed)' : ''}`,
+      `applied ${a.action} at ${a.issuer}: rrn ${a.rrn || '-'} stan ${a.identity.stan} -> ${a.responseCode}${a.replay ? ' (already reversed)' : ''}`,
     );
   if (r.awaitingAcquirer.length > 0)
     w(`awaiting the acquirer (exclude/confirm): ${r.awaitingAcquirer.length}`);
