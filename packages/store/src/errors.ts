@@ -1,6 +1,6 @@
 /** Typed errors of the store. Messages name the store, the migration or the rule; never row data. */
 export const STORE_ERROR_CODES = {
-  STORE_OPEN_FAILED: 'the database file could not be opened or created',
+  STORE_OPEN_FAILED: 'the database file could not be opened or created, or the PostgreSQL server not reached',
   STORE_MIGRATION_INVALID:
     'the migration list is malformed (ids not strictly increasing from 1, empty SQL, duplicate name)',
   STORE_MIGRATION_CHANGED:
@@ -11,6 +11,10 @@ export const STORE_ERROR_CODES = {
   STORE_CLOSED: 'the store was used after close()',
   STORE_QUERY_FAILED:
     'a statement failed (constraint, syntax, busy); the message names the constraint, never the values',
+  STORE_TX_CONFLICT:
+    'a transaction kept conflicting with concurrent ones (PostgreSQL serialization failure) past its retry limit',
+  STORE_INTEGER_UNSAFE:
+    'a column holds an integer beyond Number.MAX_SAFE_INTEGER, which a number cannot carry exactly',
 } as const;
 
 export type StoreErrorCode = keyof typeof STORE_ERROR_CODES;

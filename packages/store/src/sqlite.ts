@@ -36,13 +36,51 @@ function queryError(e: unknown): StoreError {
   return new StoreError('STORE_QUERY_FAILED', `statement failed: ${detail}`);
 }
 
+/** Distinct SQL texts whose compiled statement is kept per database; cleared whole when full. */
+export const SQLITE_STATEMENT_CACHE_MAX = 1000;
+const statementCaches = new WeakMap<Database.Database, Map<string, Database.Statement>>();
+
+function prepare(db: Database.Database, sql: string): Database.Statement {
+  let cache = statementCaches.get(db);
+  if (!cache) {
+    cache = new Map();
+    statementCaches.set(db, cache);
+  }
+  let st = cache.get(sql);
+  if (!st) {
+    st = db.prepare(sql);
+    // Integers are read as bigint and narrowed below: a plain read would round a value past 2^53.
+    if (st.reader) st.safeIntegers(true);
+    if (cache.size >= SQLITE_STATEMENT_CACHE_MAX) cache.clear();
+    cache.set(sql, st);
+  }
+  return st;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MIN_SAFE = BigInt(Number.MIN_SAFE_INTEGER);
+
+/** Integers come back as numbers when exact, as PostgreSQL's BIGINT do; past 2^53 they are refused. */
+function narrowRow(row: Record<string, unknown>): Record<string, unknown> {
+  for (const k in row) {
+    const v = row[k];
+    if (typeof v === 'bigint') {
+      if (v > MAX_SAFE || v < MIN_SAFE) {
+        throw new StoreError('STORE_INTEGER_UNSAFE', `column ${k}: integer beyond Number.MAX_SAFE_INTEGER`);
+      }
+      row[k] = Number(v);
+    }
+  }
+  return row;
+}
+
 class SqliteQueryable implements Queryable {
   constructor(protected readonly db: Database.Database) {}
 
   async run(sql: string, params: Params = []): Promise<RunResult> {
     const p = checkParams(params);
     try {
-      return { changes: this.db.prepare(sql).run(...p).changes };
+      return { changes: prepare(this.db, sql).run(...p).changes };
     } catch (e) {
       throw queryError(e);
     }
@@ -50,20 +88,25 @@ class SqliteQueryable implements Queryable {
 
   async get<T>(sql: string, params: Params = []): Promise<T | undefined> {
     const p = checkParams(params);
+    let row: Record<string, unknown> | undefined;
     try {
-      return this.db.prepare(sql).get(...p) as T | undefined;
+      row = prepare(this.db, sql).get(...p) as Record<string, unknown> | undefined;
     } catch (e) {
       throw queryError(e);
     }
+    return (row === undefined ? undefined : narrowRow(row)) as T | undefined;
   }
 
   async all<T>(sql: string, params: Params = []): Promise<T[]> {
     const p = checkParams(params);
+    let rows: Record<string, unknown>[];
     try {
-      return this.db.prepare(sql).all(...p) as T[];
+      rows = prepare(this.db, sql).all(...p) as Record<string, unknown>[];
     } catch (e) {
       throw queryError(e);
     }
+    for (const r of rows) narrowRow(r);
+    return rows as T[];
   }
 }
 

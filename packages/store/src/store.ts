@@ -25,8 +25,11 @@ export interface Store extends Queryable {
   readonly dialect: 'sqlite' | 'postgres';
   /**
    * Runs `fn` in one transaction: committed when it resolves, rolled back when it throws.
-   * Transactions on one store are serialized, so no other statement of this store runs
-   * between its statements.
+   * The outcome is as if transactions ran one at a time. SQLite does run them one at a time (no
+   * other statement of this store runs between its statements). PostgreSQL runs them at once,
+   * SERIALIZABLE, and runs `fn` again when the server aborts it for a conflict: so `fn` must act
+   * only through `tx`, and must not catch a failed statement and go on (PostgreSQL has then
+   * aborted the transaction; the store rolls it back and throws).
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   close(): Promise<void>;
