@@ -205,6 +205,7 @@ export class SafQueue {
         code,
         item.originalRrn,
       ]);
+      if (REVERSAL_DONE_CODES.has(code)) await restoreVoidedOriginal(tx, item.originalRrn);
     };
     return q !== undefined ? work(q) : this.store.transaction(work);
   }
@@ -276,11 +277,13 @@ export class SafQueue {
            last_attempt_at = ?, finished_at = ?, last_error = NULL WHERE id = ?`,
         [attempts, code, transmissionDt, nowIso, nowIso, id],
       );
-      if (r !== undefined)
+      if (r !== undefined) {
         await tx.run("UPDATE journal SET reversal_state = 'reversed', reversal_code = ? WHERE rrn = ?", [
           code,
           r.original_rrn,
         ]);
+        await restoreVoidedOriginal(tx, String(r.original_rrn));
+      }
     });
     await this.scrub();
   }
@@ -324,6 +327,16 @@ export class SafQueue {
       // Best effort: a busy checkpoint is retried at the next completion.
     }
   }
+}
+
+/**
+ * A reversed void no longer voids: the issuer undid the void, so its purchase stands again there, and
+ * must stand at the POSP too (voidable again, in batch totals and clearing). Without this the purchase
+ * stayed marked voided by a void that was reversed (chaos seed 2: "money moved at the issuer, not
+ * approved at the POSP"). No-op for anything but a void.
+ */
+async function restoreVoidedOriginal(tx: Queryable, reversedRrn: string): Promise<void> {
+  await tx.run('UPDATE journal SET voided_by_rrn = NULL WHERE voided_by_rrn = ?', [reversedRrn]);
 }
 
 /** Pins `secure_delete` on the POSP's database (called once at start). */

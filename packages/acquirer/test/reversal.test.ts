@@ -338,6 +338,25 @@ describe('store and forward', () => {
     }
   });
 
+  test('a void reversed (its answer lost to the terminal): the purchase stands again at the POSP, voidable', async () => {
+    const p = await purchase(3600);
+    const t = h.terminal;
+    const vStan = t.nextStan();
+    const v = await t.send(
+      t.mac(t.financial('void', { amount: 3600, stan: vStan, original: { batch: '000001', stan: p.stan } })),
+    );
+    assert.equal(rc(v.answer), '00');
+    assert.equal((await h.posp.inquire(p.rrn))?.voidedByRrn, String(v.answer.get(37)));
+    const r = await t.send(reversalOf({ stan: vStan, amount: 3600 }));
+    assert.equal(rc(r.answer), '00');
+    assert.equal((await h.posp.inquire(String(v.answer.get(37))))?.reversalState, 'reversed');
+    assert.equal((await h.posp.inquire(p.rrn))?.voidedByRrn, undefined, 'the void was undone');
+    const again = await t.send(
+      t.mac(t.financial('void', { amount: 3600, original: { batch: '000001', stan: p.stan } })),
+    );
+    assert.equal(rc(again.answer), '00', 'the purchase can be voided again');
+  });
+
   test('expiry: after maxAttempts the advice goes to the operator queue; retry delivers it, drop gives it up', async () => {
     h.behaviour.fn = () => 'silent';
     const one = await purchase(4100);
