@@ -22,6 +22,7 @@ commands:
   saf        saf list|retry|drop --dir D: the POSP's store-and-forward queue of reversal advices
   reconcile  reconcile --date YYYYMMDD --dir D [--apply] [--json]: clearing files, mismatches by class, refunds
   chaos      seeded run of the network under faults and kills, then the auditor of docs/invariants.md
+  load       load --terminals N --duration S [--rate R] [--json]: simulated terminals, throughput and latency
   hsm        the HSM: LMK ceremony (init), serve, audit verify
   issuer     issuer serve --config FILE
   switch     switch serve --config FILE
@@ -78,6 +79,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
     case 'chaos': {
       const { chaosCommand } = await import('./chaos/command.js');
       return chaosCommand(rest, io);
+    }
+    case 'load': {
+      const { loadCommand } = await import('./load/command.js');
+      return loadCommand(rest, io);
     }
     case undefined:
     case 'help':

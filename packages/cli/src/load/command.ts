@@ -1,0 +1,124 @@
+/**
+ * `posp load --terminals N --duration S [--rate R] [--json] [--dir D]`: simulated terminals doing the
+ * whole chain over loopback TCP (sign-in, then 1.00 purchases with PINs) against the network started
+ * in this process (see run.ts), a live progress line on stderr, then the figures.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describeError, parseFlags, required } from '../args.js';
+import { CliError } from '../errors.js';
+import type { Io } from '../main.js';
+import {
+  LOAD_DURATION_MAX_S,
+  LOAD_RATE_MAX,
+  LOAD_TERMINALS_MAX,
+  type LoadOptions,
+  type LoadResult,
+  runLoad,
+} from './run.js';
+
+const USAGE = `usage: posp load --terminals N --duration S [--rate R] [--json] [--dir D]
+
+  Starts the network (HSM, two issuers, switch, POSP) in this process over loopback TCP and drives it
+  with N simulated terminals (1..${LOAD_TERMINALS_MAX}) for S seconds (1..${LOAD_DURATION_MAX_S}): each signs in,
+  then buys 1.00 with its own load card and PIN, back to back (closed loop), or at R authorizations/s
+  for the whole run (open loop, 1..${LOAD_RATE_MAX}; latency counted from each purchase's due time).
+  Prints throughput (approved authorizations/s), p50/p95/p99 latency (ms), approvals and errors;
+  --json prints {"tps":x,"p50Ms":x,"p95Ms":x,"p99Ms":x,"approved":n,"errors":n} only.
+  --dir D: a network directory to set up once and reuse (load terminals and cards are added to it);
+  it must not be running (posp up): this command binds its ports itself. Without --dir, a temporary
+  directory is set up and removed.
+`;
+
+function intFlag(v: string, name: string, min: number, max: number): number {
+  const n = Number(v);
+  if (!/^[0-9]{1,9}$/.test(v) || n < min || n > max)
+    throw new CliError('CLI_REQUEST_INVALID', `--${name}: must be an integer from ${min} to ${max}`);
+  return n;
+}
+
+export interface LoadArgs extends Omit<LoadOptions, 'dir' | 'progress'> {
+  json: boolean;
+  dir?: string;
+}
+
+export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
+  const f = parseFlags(args, {
+    values: ['terminals', 'duration', 'rate', 'dir'],
+    switches: ['json', 'help'],
+  });
+  if (f.switches.has('help')) return 'help';
+  if (f.positional.length > 0)
+    throw new CliError('CLI_REQUEST_INVALID', `unexpected argument ${f.positional[0]}`);
+  const rate = f.values.get('rate');
+  const dir = f.values.get('dir');
+  return {
+    terminals: intFlag(required(f, 'terminals'), 'terminals', 1, LOAD_TERMINALS_MAX),
+    durationS: intFlag(required(f, 'duration'), 'duration', 1, LOAD_DURATION_MAX_S),
+    ...(rate !== undefined ? { rate: intFlag(rate, 'rate', 1, LOAD_RATE_MAX) } : {}),
+    json: f.switches.has('json'),
+    ...(dir !== undefined ? { dir } : {}),
+  };
+}
+
+/** The --json line: exactly these six keys, in this order. */
+export function jsonOfLoad(r: LoadResult): string {
+  const { tps, p50Ms, p95Ms, p99Ms, approved, errors } = r;
+  return JSON.stringify({ tps, p50Ms, p95Ms, p99Ms, approved, errors });
+}
+
+export function textOfLoad(r: LoadResult): string {
+  const kinds = Object.entries(r.errorKinds)
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
+  return [
+    `terminals   ${r.terminals}, ${r.rate !== undefined ? `open loop at ${r.rate}/s` : 'closed loop'}, ${r.elapsedS} s`,
+    `throughput  ${r.tps} authorizations/s (approved)`,
+    `latency     p50 ${r.p50Ms} ms  p95 ${r.p95Ms} ms  p99 ${r.p99Ms} ms`,
+    `approved    ${r.approved}`,
+    `errors      ${r.errors}${kinds ? ` (${kinds})` : ''}`,
+    '',
+  ].join('\n');
+}
+
+export async function loadCommand(args: string[], io: Io): Promise<number> {
+  let temp: string | undefined;
+  try {
+    const a = parseLoadArgs(args);
+    if (a === 'help') {
+      io.stdout.write(USAGE);
+      return 0;
+    }
+    if (a.dir === undefined) temp = mkdtempSync(join(tmpdir(), 'posp-load-'));
+    const dir = a.dir ?? join(temp!, 'network');
+    let live = false;
+    const r = await runLoad({
+      terminals: a.terminals,
+      durationS: a.durationS,
+      ...(a.rate !== undefined ? { rate: a.rate } : {}),
+      dir,
+      ...(a.json
+        ? {}
+        : {
+            progress: (line: string, isLive: boolean) => {
+              if (isLive) io.stderr.write(`\r${line}\x1b[K`);
+              else io.stderr.write(`${live ? '\n' : ''}${line}\n`);
+              live = isLive;
+            },
+          }),
+    });
+    if (live) io.stderr.write('\n');
+    io.stdout.write(a.json ? `${jsonOfLoad(r)}\n` : textOfLoad(r));
+    return r.errors === 0 ? 0 : 1;
+  } catch (e) {
+    if (e instanceof CliError && e.code === 'CLI_REQUEST_INVALID') {
+      io.stderr.write(`posp load: ${e.message}\n`);
+      return 2;
+    }
+    io.stderr.write(`posp load: ${describeError(e)}\n`);
+    return 1;
+  } finally {
+    if (temp) rmSync(temp, { recursive: true, force: true });
+  }
+}

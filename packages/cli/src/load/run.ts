@@ -1,0 +1,268 @@
+/**
+ * The load run: a network directory (set up once, then reused), its HSM, issuers, switch and POSP started
+ * in this process over loopback TCP from their own config files (as packages/cli/src/chaos does, without
+ * fault proxies), and N simulated terminals (the real `@openposp/terminal`: PIN pad, MAC, track
+ * encryption, SQLite state, one TCP connection per exchange) that sign in and then buy with PINs.
+ *
+ * Closed loop (no rate): each terminal starts its next purchase when the last one is answered.
+ * Open loop (rate R/s for the whole run): purchase i is due at t0 + i/R; a free terminal takes the next
+ * due slot and waits for its time; latency is measured from the slot's due time, not from when a
+ * terminal got to it, so a network that falls behind shows it in the percentiles (no coordinated
+ * omission). Nothing queues: a slot is only a number.
+ *
+ * Everything, terminals included, shares this Node process (one JavaScript thread): the figure is what
+ * one core carries for the whole chain plus the terminals' own work.
+ */
+import { readFileSync } from 'node:fs';
+import {
+  type AcquirerConfig,
+  type AcquirerHandle,
+  loadAcquirerConfig,
+  startAcquirer,
+} from '@openposp/acquirer';
+import { fromHex } from '@openposp/crypto';
+import { openSealedLmk, type RunningHsm } from '@openposp/hsm';
+import { type IssuerHandle, loadIssuerConfig, startIssuer } from '@openposp/issuer';
+import { loadSwitchConfigFile, startSwitch, type SwitchHandle } from '@openposp/switch';
+import { loadTerminalConfig, PINPAD_SCRYPT_N_MIN, startTerminal, type Terminal } from '@openposp/terminal';
+import { CliError } from '../errors.js';
+import { hasManifest, layoutOf, type NetworkManifest, readManifest } from '../network/layout.js';
+import { setupNetwork } from '../network/setup.js';
+import { cardOfTerminal, ensureLoadSetup, type LoadTerminal, track2OfLoadCard } from './setup.js';
+
+/** At most this many simulated terminals. */
+export const LOAD_TERMINALS_MAX = 64;
+/** At most this long a run, seconds. */
+export const LOAD_DURATION_MAX_S = 300;
+/** At most this rate, authorizations/s (open loop). */
+export const LOAD_RATE_MAX = 100_000;
+/** Each purchase's amount, minor units (1.00). */
+export const LOAD_AMOUNT_MINOR = 100;
+/**
+ * A terminal settles (0500) after this many purchases: its batch holds at most 999, and the terminal
+ * reads its whole open batch before each purchase (to refuse one its 0500 could not carry), so a long
+ * batch makes the terminal, not the network, slower. Settlement time is not counted as latency.
+ */
+export const LOAD_SETTLE_EVERY = 200;
+/** How often the progress line is refreshed, ms. */
+export const LOAD_PROGRESS_MS = 1_000;
+
+export interface LoadOptions {
+  terminals: number;
+  durationS: number;
+  /** Open loop at this many authorizations/s; closed loop when undefined. */
+  rate?: number;
+  /** The network directory: set up here when it holds none, reused (and extended) otherwise. */
+  dir: string;
+  /** Progress lines (setup) and the live line (`\r`-refreshed); none when undefined. */
+  progress?: (line: string, live: boolean) => void;
+}
+
+export interface LoadResult {
+  tps: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  approved: number;
+  errors: number;
+  /** Not approved, by outcome (declined 51, no-answer, TERMINAL_..., ...). */
+  errorKinds: Record<string, number>;
+  elapsedS: number;
+  terminals: number;
+  rate?: number;
+}
+
+/** Nearest-rank percentile of sorted values (0 when empty). */
+export function percentile(sorted: Float64Array | number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+const round2 = (x: number) => Math.round(x * 100) / 100;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Services {
+  hsm: RunningHsm;
+  issuers: IssuerHandle[];
+  sw: SwitchHandle;
+  posp: AcquirerHandle;
+}
+
+/** Refuses a directory whose network is running (`posp up`): this run binds the same ports. */
+async function assertPortsFree(m: NetworkManifest): Promise<void> {
+  const { createServer } = await import('node:net');
+  for (const port of [m.hsm.port, m.posp.port, m.switch.port, ...m.issuers.map((i) => i.port)]) {
+    await new Promise<void>((resolve, reject) => {
+      const s = createServer();
+      s.once('error', () =>
+        reject(
+          new CliError(
+            'CLI_REQUEST_INVALID',
+            `--dir: port ${port} of this network is in use (is posp up running on it? posp load starts the network itself: stop it first)`,
+          ),
+        ),
+      );
+      s.listen(port, m.host, () => s.close(() => resolve()));
+    });
+  }
+}
+
+async function startServices(m: NetworkManifest, hsm: RunningHsm): Promise<Services> {
+  const issuers: IssuerHandle[] = [];
+  let sw: SwitchHandle | undefined;
+  try {
+    for (const i of m.issuers) issuers.push(await startIssuer(loadIssuerConfig(i.config)));
+    sw = await startSwitch(await loadSwitchConfigFile(m.switch.config));
+    loadAcquirerConfig(m.posp.config);
+    const pospConfig = JSON.parse(readFileSync(m.posp.config, 'utf8')) as AcquirerConfig;
+    const posp = await startAcquirer(pospConfig);
+    return { hsm, issuers, sw, posp };
+  } catch (e) {
+    if (sw) await sw.close().catch(() => {});
+    for (const i of issuers) await i.close().catch(() => {});
+    throw e;
+  }
+}
+
+async function openLoadTerminal(t: LoadTerminal): Promise<Terminal> {
+  const config = loadTerminalConfig(t.config);
+  const secret = fromHex(readFileSync(t.deviceSecretFile, 'utf8').trim(), 'deviceSecret');
+  try {
+    return await startTerminal(config, { deviceSecret: secret, pinPadScryptN: PINPAD_SCRYPT_N_MIN });
+  } finally {
+    secret.fill(0);
+  }
+}
+
+export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
+  const say = (l: string) => opts.progress?.(l, false);
+  const dir = layoutOf(opts.dir).dir;
+  let m: NetworkManifest;
+  if (hasManifest(dir)) {
+    m = readManifest(dir);
+    await assertPortsFree(m);
+  } else {
+    say(`setting up a network in ${dir} (key ceremonies, demo cards)`);
+    m = await setupNetwork(dir, { pinPadScryptN: PINPAD_SCRYPT_N_MIN });
+  }
+  const lmk = openSealedLmk(m.hsm.sealed, { componentFiles: m.hsm.components });
+  let services: Services | undefined;
+  const terminals: Terminal[] = [];
+  try {
+    const { hsm, load } = await ensureLoadSetup(dir, m, lmk, opts.terminals, say);
+    try {
+      services = await startServices(m, hsm);
+    } catch (e) {
+      await hsm.stop();
+      throw e;
+    }
+    for (const t of load.terminals.slice(0, opts.terminals)) terminals.push(await openLoadTerminal(t));
+    for (const [k, t] of terminals.entries()) {
+      const r = await t.signIn();
+      if (r.status !== 'approved')
+        throw new CliError('CLI_INTERNAL', `sign-in of load terminal ${k + 1}: ${r.status}`);
+    }
+    say(`${terminals.length} terminals signed in; running ${opts.durationS} s`);
+    return await drive(terminals, opts);
+  } finally {
+    for (const t of terminals) await t.close().catch(() => {});
+    if (services) {
+      await services.posp.close().catch(() => {});
+      await services.sw.close().catch(() => {});
+      for (const i of services.issuers) await i.close().catch(() => {});
+      await services.hsm.stop().catch(() => {});
+    }
+    lmk.destroy();
+  }
+}
+
+/** The timed part: every terminal's loop, the progress line, the figures. */
+async function drive(terminals: Terminal[], opts: LoadOptions): Promise<LoadResult> {
+  let latencies = new Float64Array(1 << 16);
+  let count = 0;
+  let approved = 0;
+  const errorKinds: Record<string, number> = {};
+  const fail = (kind: string) => {
+    errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+  };
+  const record = (ms: number) => {
+    if (count === latencies.length) {
+      const bigger = new Float64Array(latencies.length * 2);
+      bigger.set(latencies);
+      latencies = bigger;
+    }
+    latencies[count++] = ms;
+  };
+
+  const t0 = performance.now();
+  const endAt = t0 + opts.durationS * 1000;
+  let nextSlot = 0;
+  const slotMs = opts.rate !== undefined ? 1000 / opts.rate : 0;
+
+  const progress = opts.progress;
+  const timer =
+    progress &&
+    setInterval(() => {
+      const s = (performance.now() - t0) / 1000;
+      const errors = Object.values(errorKinds).reduce((a, b) => a + b, 0);
+      progress(
+        `${s.toFixed(0)}/${opts.durationS} s  approved ${approved}  errors ${errors}  ${(approved / s).toFixed(0)} auth/s`,
+        true,
+      );
+    }, LOAD_PROGRESS_MS);
+
+  const loop = async (t: Terminal, k: number) => {
+    const card = cardOfTerminal(k);
+    const track2 = track2OfLoadCard(card);
+    let sinceSettle = 0;
+    for (;;) {
+      let start: number;
+      if (opts.rate !== undefined) {
+        start = t0 + nextSlot++ * slotMs;
+        if (start >= endAt) return;
+        const wait = start - performance.now();
+        if (wait > 0) await sleep(wait);
+      } else {
+        start = performance.now();
+        if (start >= endAt) return;
+      }
+      try {
+        const r = await t.purchase({ card: { track2 }, amountMinor: LOAD_AMOUNT_MINOR, pin: card.pin });
+        record(performance.now() - start);
+        if (r.status === 'approved') approved++;
+        else fail(r.status === 'declined' ? `declined ${r.responseCode}` : r.status);
+      } catch (e) {
+        record(performance.now() - start);
+        const code = (e as { code?: unknown }).code;
+        fail(typeof code === 'string' ? code : 'exception');
+      }
+      if (++sinceSettle >= LOAD_SETTLE_EVERY) {
+        sinceSettle = 0;
+        const s = await t.settle().catch(() => undefined);
+        if (!s || (s.status !== 'balanced' && s.status !== 'uploaded'))
+          fail(`settlement ${s?.status ?? 'error'}`);
+      }
+    }
+  };
+  try {
+    await Promise.all(terminals.map((t, k) => loop(t, k)));
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+  const elapsedS = (performance.now() - t0) / 1000;
+  const sorted = latencies.subarray(0, count).sort();
+  const errors = Object.values(errorKinds).reduce((a, b) => a + b, 0);
+  return {
+    tps: round2(approved / elapsedS),
+    p50Ms: round2(percentile(sorted, 50)),
+    p95Ms: round2(percentile(sorted, 95)),
+    p99Ms: round2(percentile(sorted, 99)),
+    approved,
+    errors,
+    errorKinds,
+    elapsedS: round2(elapsedS),
+    terminals: terminals.length,
+    ...(opts.rate !== undefined ? { rate: opts.rate } : {}),
+  };
+}
