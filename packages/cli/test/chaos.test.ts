@@ -1,9 +1,8 @@
 /**
  * `posp chaos`: the argument rules, a clean run (no faults: every invariant must hold, which proves the
  * auditor does not cry wolf), and a short seeded run under faults and kills in CI asserting the JSON
- * shape and the invariants that hold today. The money invariants under faults (M2, M6, M7) need the
- * automatic reversals, store and forward and reconciliation of issue 6, which are being finished: until
- * they are, those are `todo` with the reason, and the test asserts what is true now.
+ * shape and every invariant M1-M8 (the money invariants under faults rely on the automatic reversals,
+ * store and forward and reconciliation of issue 6).
  */
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
@@ -144,33 +143,12 @@ test('a short chaos run (300 transactions, seed 6, 10% faults, kills): the JSON 
   );
 });
 
-// What must hold under any fault already: the issuers' own books, holds, the ledger, no double debit.
-for (const id of [
-  'M1-card-balance-issuer-books',
-  'M3-holds-resolved',
-  'M4-issuer-ledger-balances',
-  'M5-no-double-debit',
-]) {
+// What must hold under any fault: the issuers' own books, holds, the ledger, no double debit, and (with
+// the automatic reversals, the POSP's store and forward and reconcile --apply of issue 6) what the
+// terminals were told, the merchants' settlement, no single-sided account, every reversal delivered.
+for (const id of IDS) {
   test(`short chaos run: ${id} holds`, async () => {
     const r = await shortRun();
     assert.equal(r.invariants.find((x) => x.id === id)?.ok, true, `${id}: ${await failureOf(id)}`);
-  });
-}
-
-// What needs the healing of issue 6 (automatic reversal, POSP store and forward, reconcile --apply):
-// asserted when it holds, reported as todo with the auditor's finding while it does not.
-for (const id of [
-  'M2-card-balance-terminal-slips',
-  'M6-merchant-settlement',
-  'M7-no-single-sided-account',
-  'M8-reversals-delivered',
-]) {
-  test(`short chaos run: ${id} holds once reversals, S&F and reconcile heal the run`, async (t) => {
-    const r = await shortRun();
-    const ok = r.invariants.find((x) => x.id === id)?.ok;
-    if (ok !== true)
-      t.todo(
-        `fails until reversal, store and forward and reconcile --apply are complete: ${await failureOf(id)}`,
-      );
   });
 }
