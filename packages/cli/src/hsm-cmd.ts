@@ -247,10 +247,12 @@ async function serveCommand(args: string[], io: Io): Promise<number> {
     ...(auditPath ? { auditPath } : {}),
     onError: (e, c) => io.stderr.write(`posp hsm: internal error in ${c.command}: ${describeError(e)}\n`),
   });
+  // Listen for the stop signal before saying "listening": a supervisor may signal at once.
+  const stopped = waitForStopSignal();
   io.stdout.write(
     `posp hsm: listening on ${host}:${running.address.port} (LMK check value ${lmk.checkValue})\n`,
   );
-  const sig = await waitForStopSignal();
+  const sig = await stopped;
   io.stdout.write(`posp hsm: ${sig}, stopping\n`);
   await running.stop();
   lmk.destroy();

@@ -62,8 +62,10 @@ export async function serveCommand(service: ServiceName, args: string[], io: Io)
     io.stderr.write(`posp ${service}: ${describeError(e)}\n`);
     return 1;
   }
+  // Listen for the stop signal before saying "listening": a supervisor may signal at once.
+  const stopped = waitForStopSignal();
   io.stdout.write(`posp ${service}: listening on ${running.host}:${running.port}\n`);
-  const sig = await waitForStopSignal();
+  const sig = await stopped;
   io.stdout.write(`posp ${service}: ${sig}, stopping\n`);
   try {
     await running.close();
