@@ -28,9 +28,15 @@ export interface SafOptions {
   baseDelayMs: number;
   /** The back-off never waits longer than this. Default 60000. */
   maxDelayMs: number;
-  /** Sends before the advice goes to the operator queue. Default 12. */
+  /**
+   * Sends before the advice goes to the operator queue. Default 12. Only sends that left the POSP count:
+   * one refused before writing (link down: `SAF_NOT_SENT_NET_CODES`, NET_CLOSED "not connected") does not.
+   */
   maxAttempts: number;
-  /** Age after which a still unacknowledged advice goes to the operator queue. Default 86400000 (24 h). */
+  /**
+   * Age after which a still unacknowledged advice goes to the operator queue, sent or not. Default
+   * 86400000 (24 h). The only bound for an advice the link never let out.
+   */
   maxAgeMs: number;
   /** How often the worker looks for due advices. Default 1000. */
   pollMs: number;
@@ -346,6 +352,28 @@ export async function enableSecureDelete(store: Store): Promise<void> {
 
 export interface SafLink {
   request(frame: Uint8Array, timeoutMs?: number): Promise<Uint8Array>;
+  /** False while the link to the switch is down (FramedClient); a send is then not even tried. */
+  readonly connected?: boolean;
+}
+
+/**
+ * Link failures that happen before a byte is written (packages/net client.ts `request`): the advice never
+ * left the POSP, so the send does not count against `maxAttempts` (only `maxAgeMs` expires it). A
+ * NET_CLOSED is "not sent" only with the net package's "not connected" text: a NET_CLOSED of a link that
+ * dropped with the request in flight may have reached the switch and counts.
+ */
+export const SAF_NOT_SENT_NET_CODES: ReadonlySet<string> = new Set([
+  'NET_BUSY',
+  'NET_KEY_IN_USE',
+  'NET_KEY_INVALID',
+]);
+
+/** True when `e` (a rejection of SafLink.request) says the frame was never written. */
+export function isNotSentError(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  if (SAF_NOT_SENT_NET_CODES.has(code)) return true;
+  return code === 'NET_CLOSED' && /: not connected$/.test(String((e as { message?: unknown }).message ?? ''));
 }
 
 export interface ReversalSendDeps {
@@ -360,7 +388,7 @@ export interface ReversalSendDeps {
 /** The outcome of one send: the switch's 39, or why there is no answer to believe. */
 export type SendResult =
   | { code: string; transmissionDateTime: string }
-  | { problem: string; transmissionDateTime: string };
+  | { problem: string; transmissionDateTime: string; notSent?: true };
 
 const NETWORK_MAC = (zak: string) => ({ key: zak, algorithm: 'iso9797-1-3', padding: 1 }) as const;
 
@@ -408,8 +436,21 @@ export async function sendReversal(
   } catch (e) {
     return { problem: `pack-${(e as { code?: string }).code ?? 'error'}`, transmissionDateTime };
   }
+  if (d.switchLink.connected === false)
+    return { problem: 'not-sent-NET_CLOSED', transmissionDateTime, notSent: true };
   try {
-    const raw = await within(d.switchLink.request(frame, d.switchMs), d.switchMs + 500, 'switch');
+    let raw: Uint8Array;
+    try {
+      raw = await within(d.switchLink.request(frame, d.switchMs), d.switchMs + 500, 'switch');
+    } catch (e) {
+      if (isNotSentError(e))
+        return {
+          problem: `not-sent-${(e as { code: string }).code}`,
+          transmissionDateTime,
+          notSent: true,
+        };
+      throw e;
+    }
     const a = unpack(d.netSpec, raw);
     if (a.mti !== '0410' && a.mti !== '0430') return { problem: 'answer-mti', transmissionDateTime };
     for (const f of [11, 37, 41])
@@ -521,8 +562,15 @@ export class SafWorker {
         await d.queue.expire(item.id, item.attempts, 'no-pan', nowIso);
         continue;
       }
-      const attempts = item.attempts + 1;
       const r = await sendReversal(d, '0420', item.pan, item.fields, now);
+      if ('notSent' in r) {
+        // Never left the POSP (link down): not an attempt; tried again after a back-off, expired by age only.
+        const wait = backoffDelayMs(d.options, Math.max(item.attempts, 1));
+        const nextAt = new Date(now.getTime() + wait).toISOString();
+        await d.queue.attemptFailed(item.id, item.attempts, nextAt, r.problem, nowIso);
+        continue;
+      }
+      const attempts = item.attempts + 1;
       if ('code' in r && classifyReversalAnswer(r.code) === 'done') {
         await d.queue.complete(item.id, attempts, r.code, r.transmissionDateTime, nowIso);
         d.log?.info('saf_delivered', { id: item.id, rrn: item.originalRrn, attempts });

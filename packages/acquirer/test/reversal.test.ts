@@ -8,13 +8,16 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Iso8583Message } from '@openposp/iso8583';
 import { openSqliteStore } from '@openposp/store';
+import { NetError } from '@openposp/net';
 import { ACQUIRER_MIGRATIONS, AcquirerError, backoffDelayMs } from '../src/index.js';
+import { isNotSentError, SAF_OPTIONS_DEFAULT, SafQueue, SafWorker } from '../src/saf.js';
 import {
   ACQUIRER_ID,
   CARD,
   cup,
   type Harness,
   MERCHANT_ID,
+  net,
   startHarness,
   T0,
   TERMINAL_ID,
@@ -421,5 +424,69 @@ describe('store and forward', () => {
       await new Promise((r) => setTimeout(r, 20));
     assert.equal((await h.posp.inquire(p.rrn))?.reversalState, 'reversed');
     h.clock.now = T0;
+  });
+});
+
+describe('store and forward while the link to the switch is down', () => {
+  test('a send refused before writing (NET_CLOSED not connected, NET_BUSY) costs no attempt; maxAgeMs still expires it', async () => {
+    h.behaviour.fn = () => 'silent';
+    const p = await purchase(3600);
+    h.behaviour.fn = () => ({ code: '00' });
+    const item = (await h.posp.saf.list('pending')).find((i) => i.originalRrn === p.rrn)!;
+    assert.ok(item, 'the POSP owes its advice');
+    const store = await openSqliteStore(h.dbPath, { migrations: ACQUIRER_MIGRATIONS });
+    const clock = { now: new Date(h.clock.now.getTime()) };
+    let calls = 0;
+    const refusals = [
+      new NetError('NET_CLOSED', 'link 127.0.0.1:1: not connected'),
+      new NetError('NET_BUSY', 'link 127.0.0.1:1: 256 requests already in flight'),
+    ];
+    const link = {
+      connected: true,
+      request: () => Promise.reject(refusals[calls++ % refusals.length]),
+    };
+    const opts = { ...SAF_OPTIONS_DEFAULT, ...SAF };
+    const worker = new SafWorker({
+      queue: new SafQueue(store),
+      hsm: h.hsm,
+      switchLink: link,
+      netSpec: net,
+      zak: h.zak.block,
+      switchMs: 400,
+      hsmMs: 2000,
+      clock: () => clock.now,
+      options: opts,
+    });
+    try {
+      const stateOf = async () => (await new SafQueue(store).get(item.id))!;
+      // Far more passes than maxAttempts (4), each after its back-off: none counts.
+      for (let i = 0; i < opts.maxAttempts * 3; i++) {
+        if (i === opts.maxAttempts) link.connected = false;
+        await worker.runOnce();
+        const it = await stateOf();
+        assert.equal(it.state, 'pending', `pass ${i + 1}`);
+        assert.equal(it.attempts, item.attempts, 'a send that never left is not an attempt');
+        clock.now = new Date(clock.now.getTime() + opts.maxDelayMs);
+      }
+      assert.match((await stateOf()).lastError ?? '', /^not-sent-NET_(CLOSED|BUSY)$/);
+      assert.ok(calls >= opts.maxAttempts, 'the link was asked while it said connected');
+      // The other bound: older than maxAgeMs -> the operator queue.
+      clock.now = new Date(Date.parse(item.createdAt) + opts.maxAgeMs + 1);
+      await worker.runOnce();
+      const it = await stateOf();
+      assert.equal(it.state, 'operator');
+      assert.equal(it.lastError, 'expired-max-age');
+      // A NET_CLOSED while in flight (may have reached the switch) counts as an attempt.
+      assert.equal(isNotSentError(new NetError('NET_CLOSED', 'link 127.0.0.1:1: connection closed')), false);
+      assert.equal(
+        isNotSentError(new NetError('NET_TIMEOUT', 'link 127.0.0.1:1: no response within 1 ms')),
+        false,
+      );
+      await h.posp.saf.retry(item.id);
+      assert.equal(await passAt(0), 1, 'the link back: delivered');
+    } finally {
+      await worker.stop();
+      await store.close();
+    }
   });
 });
