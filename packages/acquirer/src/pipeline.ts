@@ -263,7 +263,10 @@ const isExpiry = (t: string | undefined): boolean =>
 export function fingerprintOf(req: Iso8583Message, panMasked: string, panLength: number): string {
   const parts = [req.mti, panMasked, String(panLength)];
   for (const f of [3, 4, 11, 12, 13, 22, 25, 41, 42, 49, 60, 61]) parts.push(`${f}=${str(req, f) ?? ''}`);
-  parts.push(`37=${str(req, 37) ?? ''}`, `52=${req.has(52) ? 1 : 0}`);
+  parts.push(`37=${str(req, 37) ?? ''}`);
+  // A refund advice's repeat (0221) carries no PIN block (the terminal keeps none after the first send),
+  // so whether 52 was present is not part of a refund's content; it is for the other requests.
+  if (req.mti !== '0220') parts.push(`52=${req.has(52) ? 1 : 0}`);
   return createHash('sha256').update(parts.join('|')).digest('hex');
 }
 
@@ -865,6 +868,15 @@ export async function handleTerminalMessage(
   }
   if (str(req, 41) === undefined || str(req, 11) === undefined) {
     return { answer: null, responseCode: undefined, ctx, dropped: 'no-identity' };
+  }
+  if (req.mti === '0221') {
+    // A repeat of a refund advice (ISO 8583 message function 1 = repeat, docs/network.md "Refund
+    // advice"): the terminal had no valid answer to its 0220 and sends it again with the same identity
+    // (41, 11, 13). It IS that 0220: a repeat of one the POSP journaled gets its first answer again
+    // (reserveJournal), never 94 and never a second credit; one it never saw is processed as the 0220.
+    // Answered 0230 like the 0220.
+    req.mti = '0220';
+    ctx.notes.push('advice-repeat');
   }
   const classified = classify(req);
   let code: string;

@@ -293,6 +293,42 @@ describe('void and refund find their original', () => {
     );
     assert.equal(rc(wrongRrn.answer), '25');
   });
+
+  test('0221 (repeat of a refund advice, same identity, no PIN block or track): the first answer again, 0230, nothing upstream; unseen, it is processed as the 0220', async () => {
+    const t = h.terminal;
+    const stan = t.nextStan();
+    const p = await t.send(t.mac(t.financial('purchase', { amount: 3000, stan })));
+    const orig = { batch: '000001', stan, date: '1125', rrn: String(p.answer.get(37)) };
+    const refundStan = t.nextStan();
+    const first = await t.send(
+      t.mac(t.financial('refund', { amount: 700, original: orig, stan: refundStan })),
+    );
+    assert.equal(rc(first.answer), '00');
+    const repeatOf = (s: string) => {
+      const m = t.financial('refund', { amount: 700, original: orig, stan: s, pin: '' });
+      m.mti = '0221';
+      m.unset(35);
+      m.unset(53);
+      return t.mac(m);
+    };
+    const before = h.seen.length;
+    const again = await t.send(repeatOf(refundStan));
+    assert.equal(again.answer.mti, '0230');
+    assert.equal(rc(again.answer), '00', 'a repeat, not 94');
+    assert.equal(again.answer.get(37), first.answer.get(37), 'the first answer again');
+    assert.ok(t.answerMacOk(again.message));
+    assert.equal(h.seen.length, before, 'no second refund upstream');
+    // A repeat whose 0220 never arrived: the refund itself.
+    const unseen = await t.send(repeatOf(t.nextStan()));
+    assert.equal(unseen.answer.mti, '0230');
+    assert.equal(rc(unseen.answer), '00');
+    assert.equal(h.seen.length, before + 1);
+    assert.notEqual(unseen.answer.get(37), first.answer.get(37));
+    // A repeat with other content than its 0220 is still 94.
+    const other = t.financial('refund', { amount: 701, original: orig, stan: refundStan, pin: '' });
+    other.mti = '0221';
+    assert.equal(rc((await t.send(t.mac(other))).answer), '94');
+  });
 });
 
 describe('keys change daily', () => {

@@ -100,4 +100,31 @@ CREATE TABLE settlements (
 );
 `,
   },
+  {
+    id: 3,
+    name: 'pending refund advice (0220, repeated as 0221)',
+    sql: `
+CREATE TABLE pending_advices (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  stan INTEGER NOT NULL,
+  batch_number INTEGER NOT NULL,
+  txn_type TEXT NOT NULL,
+  processing_code TEXT NOT NULL,
+  amount_minor INTEGER NOT NULL,
+  pos_entry_mode TEXT NOT NULL,
+  txn_type_code TEXT NOT NULL,
+  pan_masked TEXT NOT NULL,
+  card_sealed BLOB NOT NULL,
+  local_year INTEGER NOT NULL,
+  local_date TEXT NOT NULL,
+  local_time TEXT NOT NULL,
+  original_rrn TEXT,
+  original_data TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  last_attempt_at TEXT,
+  last_outcome TEXT,
+  created_at TEXT NOT NULL
+);
+`,
+  },
 ];

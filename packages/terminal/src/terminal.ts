@@ -93,6 +93,37 @@ export interface ReversalResult {
   localTime: string;
 }
 
+/**
+ * A refund (0220) is an advice, not reversible (cup-pos-dialect.md 2.3): when its answer is lost (no
+ * answer, bad MAC, answer not echoing the request) the money may have moved at the issuer, so the
+ * terminal keeps the advice (`pending_advices`, written before the 0220 leaves) and repeats it as 0221
+ * with the SAME identity (11, 12, 13, 41, 42) before its next transaction, sign-in or settlement, up to
+ * `reversalMaxAttempts` times per round (`reversalAnswerTimeoutMs` each), until a 0230 it believes. The
+ * POSP answers a repeat of a 0220 it journaled with the first answer (docs/network.md "Refund advice").
+ */
+export interface RefundAdviceResult {
+  /** `none`: nothing pending; `answered`: a valid 0230 cleared it (see `result`); `failed`: it stays. */
+  status: 'none' | 'answered' | 'failed';
+  /** Tries made in this round. */
+  attempts: number;
+  /** The refund as finally answered: approved (the slip is printed now) or declined. */
+  result?: TransactionResult;
+  /** The advice still owed (failed), with `attempts` = every try so far (persisted). */
+  pending?: PendingRefundAdvice;
+}
+
+/** The refund advice the terminal still owes an answer for (no PAN: the card is sealed by the pad). */
+export interface PendingRefundAdvice {
+  stan: string;
+  batchNumber: string;
+  amountMinor: number;
+  maskedPan: string;
+  localDate: string;
+  localTime: string;
+  originalRrn?: string;
+  attempts: number;
+}
+
 export interface SettlementResult {
   /**
    * `balanced`: flag 1, batch closed; `uploaded`: flag 2, batch uploaded and closed; `declined`: 39 not
@@ -119,6 +150,8 @@ export interface SettlementResult {
   localDate: string;
   localTime: string;
   autoReversal?: ReversalResult;
+  /** The pending refund advice repeated before the settlement, when there was one. */
+  refundAdvice?: RefundAdviceResult;
 }
 export type TransactionStatus = 'approved' | 'declined' | 'mac-failed' | 'no-answer';
 
@@ -148,6 +181,10 @@ export interface TransactionResult {
   reversalPending: boolean;
   /** The automatic reversal sent before this transaction, when one was pending (“自動沖正成功”). */
   autoReversal?: ReversalResult;
+  /** True when this refund's answer was lost: its advice is kept and repeated (0221) before the next. */
+  refundAdvicePending?: boolean;
+  /** The pending refund advice repeated before this transaction, when there was one. */
+  refundAdvice?: RefundAdviceResult;
 }
 
 export type SignInStatus = 'approved' | 'declined' | 'refused' | 'no-answer';
@@ -164,6 +201,8 @@ export interface SignInResult {
   slots?: SlotInfo[];
   /** The pending reversal tried before the sign-in, when there was one (sent or still pending). */
   autoReversal?: ReversalResult;
+  /** The pending refund advice repeated before the sign-in, when there was one. */
+  refundAdvice?: RefundAdviceResult;
 }
 
 export interface PurchaseRequest {
@@ -541,8 +580,13 @@ export class Terminal {
       // A pending reversal goes first (DOMAIN.md flow 1). Sign-in goes ahead even when it is still not
       // acknowledged: it moves no money, and new keys may be what the POSP needs to accept the 0400.
       const autoReversal = this.#hasWorkingKeys() ? await this.#sendReversal() : undefined;
+      const refundAdvice = this.#hasWorkingKeys() ? await this.#sendAdvice() : undefined;
       const r = await this.#signInExchange();
-      return autoReversal && autoReversal.status !== 'none' ? { ...r, autoReversal } : r;
+      return {
+        ...r,
+        ...(autoReversal && autoReversal.status !== 'none' ? { autoReversal } : {}),
+        ...(refundAdvice && refundAdvice.status !== 'none' ? { refundAdvice } : {}),
+      };
     });
   }
 
@@ -745,6 +789,8 @@ export class Terminal {
       );
     // Automatic reversal (沖正) first: a pending record goes out as a 0400 before anything else.
     const autoReversal = await this.#reverseBeforeNext();
+    // Then a refund advice whose answer was lost: repeated (0221) until answered, before anything new.
+    const refundAdvice = await this.#adviseBeforeNext();
     if (t.type !== 'balance-inquiry') await this.#checkBatchRoom(t.type, t.amountMinor);
     const { card } = t;
     // PIN entry first: a bad PIN is refused before a STAN is used.
@@ -812,7 +858,43 @@ export class Terminal {
           );
         }
       : undefined;
-    const out = await this.#exchange(frame, stan, t.mti === '0200' ? '0210' : '0230', true, writeReversal);
+    // The refund advice record, written (like the reversal record) once the link is up, before the 0220
+    // is written to it: from then on the refund may have happened and the terminal must learn how.
+    const writeAdvice =
+      t.mti === '0220'
+        ? async (tx: Queryable) => {
+            await tx.run(
+              `INSERT INTO pending_advices (id, stan, batch_number, txn_type, processing_code, amount_minor,
+                 pos_entry_mode, txn_type_code, pan_masked, card_sealed, local_year, local_date, local_time,
+                 original_rrn, original_data, attempts, created_at)
+               VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`,
+              [
+                Number(stan),
+                Number(batch),
+                t.type,
+                t.processingCode,
+                t.amountMinor,
+                posEntry,
+                t.typeCode,
+                maskedPan,
+                sealedCard,
+                when.year,
+                when.date,
+                when.time,
+                t.originalRrn ?? null,
+                t.originalData ?? null,
+                created,
+              ],
+            );
+          }
+        : undefined;
+    const out = await this.#exchange(
+      frame,
+      stan,
+      t.mti === '0200' ? '0210' : '0230',
+      true,
+      writeReversal ?? writeAdvice,
+    );
     const base = {
       type: t.type,
       amountMinor: t.amountMinor,
@@ -823,6 +905,7 @@ export class Terminal {
       localTime: when.time,
       maskedPan,
       ...(autoReversal ? { autoReversal } : {}),
+      ...(refundAdvice ? { refundAdvice } : {}),
     };
     if (out.kind !== 'answer') {
       const status: TransactionStatus = out.kind === 'mac-failed' ? 'mac-failed' : 'no-answer';
@@ -831,15 +914,19 @@ export class Terminal {
         await this.#store.run('UPDATE pending_reversals SET reason = ? WHERE id = 1', [out.reason ?? '06']);
         reversalPending = true;
       }
+      const refundAdvicePending = t.mti === '0220' && out.kind !== 'not-sent';
+      if (refundAdvicePending)
+        await this.#store.run('UPDATE pending_advices SET last_outcome = ? WHERE id = 1', [out.kind]);
       this.#log.warn('txn.result', {
         type: t.type,
         stan,
         batchNumber: batch,
         status,
         reversalPending,
+        refundAdvicePending,
         panMasked: maskedPan,
       });
-      return { ...base, status, reversalPending };
+      return { ...base, status, reversalPending, ...(refundAdvicePending ? { refundAdvicePending } : {}) };
     }
     const a = out.answer!;
     const rc = String(a.get(39) ?? '');
@@ -849,6 +936,7 @@ export class Terminal {
     const approved = rc === '00';
     await this.#store.transaction(async (tx) => {
       if (t.reversible) await tx.run('DELETE FROM pending_reversals WHERE id = 1');
+      if (t.mti === '0220') await tx.run('DELETE FROM pending_advices WHERE id = 1');
       if (approved && t.type !== 'balance-inquiry') {
         await tx.run(
           `INSERT INTO batch_entries (batch_number, stan, txn_type, mti, processing_code, amount_minor, pan_masked,
@@ -1067,6 +1155,185 @@ export class Terminal {
     };
   }
 
+  // --- refund advice repeat (0220 -> 0221/0230) ------------------------------------------------
+
+  /** The refund advice still owed an answer, if any. */
+  async pendingRefundAdvice(): Promise<PendingRefundAdvice | undefined> {
+    this.#checkOpen();
+    const r = await this.#store.get<Record<string, string | number | null>>(
+      'SELECT * FROM pending_advices WHERE id = 1',
+    );
+    if (!r) return undefined;
+    return {
+      stan: pad6(r.stan as number),
+      batchNumber: pad6(r.batch_number as number),
+      amountMinor: r.amount_minor as number,
+      maskedPan: r.pan_masked as string,
+      localDate: r.local_date as string,
+      localTime: r.local_time as string,
+      ...(r.original_rrn ? { originalRrn: r.original_rrn as string } : {}),
+      attempts: r.attempts as number,
+    };
+  }
+
+  /**
+   * Repeats the pending refund advice now (`status: 'none'` when there is none). The terminal also does
+   * this by itself before every online transaction, sign-in and settlement.
+   */
+  sendPendingRefundAdvice(): Promise<RefundAdviceResult> {
+    return this.#exclusive(async () => {
+      if ((await this.#store.get('SELECT id FROM pending_advices WHERE id = 1')) && !this.#hasWorkingKeys())
+        throw new TerminalError(
+          'TERMINAL_NOT_SIGNED_IN',
+          'terminal',
+          'no working keys in the PIN pad: sign in first',
+        );
+      return this.#sendAdvice();
+    });
+  }
+
+  /** Repeats the pending advice; throws TERMINAL_REVERSAL_PENDING when it is still not answered. */
+  async #adviseBeforeNext(): Promise<RefundAdviceResult | undefined> {
+    const r = await this.#sendAdvice();
+    if (r.status === 'none') return undefined;
+    if (r.status === 'failed')
+      throw new TerminalError(
+        'TERMINAL_REVERSAL_PENDING',
+        'terminal',
+        `the pending refund advice was not answered after ${r.attempts} attempts: it is repeated before the next online transaction`,
+      );
+    return r;
+  }
+
+  /**
+   * The 0221 (ISO 8583 repeat of the 0220 advice): the 0220's 2, 3, 4, 11, 12, 13, 14, 22, 25, 37, 41,
+   * 42, 49, 60, 61, 63 and a MAC under the current TAK; no track data (35) and no PIN block (52): neither
+   * is kept after the first send. Same identity, so the POSP answers it from its journal when it saw the
+   * 0220 (never a second credit). Cleared only by a 0230 whose MAC verifies and which echoes 11/41/42 and
+   * 3/4; an approval is then recorded in the batch (the slip can be printed) in the same SQLite
+   * transaction that clears the advice.
+   */
+  async #sendAdvice(): Promise<RefundAdviceResult> {
+    const row = await this.#store.get<Record<string, string | number | null | Uint8Array>>(
+      'SELECT * FROM pending_advices WHERE id = 1',
+    );
+    if (!row) return { status: 'none', attempts: 0 };
+    const card = JSON.parse(toAscii(this.pinPad.openRecord(row.card_sealed as Uint8Array))) as {
+      pan: string;
+      expiry: string | null;
+    };
+    const stan = pad6(row.stan as number);
+    const batch = pad6(row.batch_number as number);
+    const pc = row.processing_code as string;
+    const amountMinor = row.amount_minor as number;
+    const amount = String(amountMinor).padStart(12, '0');
+    const originalRrn = (row.original_rrn as string | null) ?? undefined;
+    const m = new Iso8583Message(this.#spec, '0221');
+    m.set(2, card.pan);
+    m.set(3, pc);
+    m.set(4, amount);
+    m.set(11, stan);
+    m.set(12, row.local_time as string);
+    m.set(13, row.local_date as string);
+    if (card.expiry) m.set(14, card.expiry);
+    m.set(22, row.pos_entry_mode as string);
+    m.set(25, '00');
+    if (originalRrn) m.set(37, originalRrn);
+    m.set(41, this.config.terminalId);
+    m.set(42, this.config.merchantId);
+    m.set(49, this.config.currency);
+    m.set(60, `${row.txn_type_code as string}${batch}000`);
+    if (row.original_data) m.set(61, row.original_data as string);
+    m.set(63, this.config.operator);
+    const frame = this.#seal(m, true);
+    const maskedPan = row.pan_masked as string;
+    const fields = { stan, batchNumber: batch, type: 'refund', amountMinor, panMasked: maskedPan };
+    const max = this.config.reversalMaxAttempts;
+    for (let attempt = 1; attempt <= max; attempt++) {
+      if (attempt > 1) await sleep(this.config.retryDelayMs);
+      await this.#store.run(
+        'UPDATE pending_advices SET attempts = attempts + 1, last_attempt_at = ? WHERE id = 1',
+        [this.#now().toISOString()],
+      );
+      const out = await this.#exchange(frame, stan, '0230', true, undefined, {
+        timeoutMs: this.config.reversalAnswerTimeoutMs,
+        echo: { 3: pc, 4: amount },
+      });
+      if (out.kind === 'answer') {
+        const a = out.answer!;
+        const rc = String(a.get(39) ?? '');
+        const rrn = a.get(37) as string | undefined;
+        const authCode = a.get(38) as string | undefined;
+        const settlementDate = a.get(15) as string | undefined;
+        const approved = rc === '00';
+        const cleared = await this.#store.transaction(async (tx) => {
+          const cur = await tx.get<{ stan: number }>('SELECT stan FROM pending_advices WHERE id = 1');
+          if (!cur || cur.stan !== Number(stan)) return false;
+          await tx.run('DELETE FROM pending_advices WHERE id = 1');
+          if (approved)
+            await tx.run(
+              `INSERT INTO batch_entries (batch_number, stan, txn_type, mti, processing_code, amount_minor, pan_masked,
+                 card_sealed, local_year, local_date, local_time, rrn, auth_code, response_code, settlement_date,
+                 original_stan, voided, created_at)
+               VALUES (?, ?, 'refund', '0220', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?)`,
+              [
+                Number(batch),
+                Number(stan),
+                pc,
+                amountMinor,
+                maskedPan,
+                row.card_sealed as Uint8Array,
+                row.local_year as number,
+                row.local_date as string,
+                row.local_time as string,
+                rrn ?? '',
+                authCode ?? null,
+                rc,
+                settlementDate ?? null,
+                this.#now().toISOString(),
+              ],
+            );
+          return true;
+        });
+        if (!cleared) return { status: 'none', attempts: attempt };
+        const result: TransactionResult = {
+          type: 'refund',
+          status: approved ? 'approved' : 'declined',
+          responseCode: rc,
+          ...(rrn !== undefined ? { rrn } : {}),
+          ...(authCode !== undefined ? { authCode } : {}),
+          ...(settlementDate !== undefined ? { settlementDate } : {}),
+          amountMinor,
+          stan,
+          batchNumber: batch,
+          localYear: row.local_year as number,
+          localDate: row.local_date as string,
+          localTime: row.local_time as string,
+          maskedPan,
+          reversalPending: false,
+        };
+        this.#log.info('advice.result', {
+          ...fields,
+          status: result.status,
+          responseCode: rc,
+          rrn,
+          attempts: attempt,
+        });
+        return { status: 'answered', attempts: attempt, result };
+      }
+      await this.#store.run('UPDATE pending_advices SET last_outcome = ? WHERE id = 1', [out.kind]);
+      this.#log.warn('advice.attempt', { ...fields, attempt, of: max, outcome: out.kind });
+    }
+    const pending = await this.pendingRefundAdvice();
+    this.#log.warn('advice.result', {
+      ...fields,
+      status: 'failed',
+      attempts: max,
+      attemptsTotal: pending?.attempts,
+    });
+    return { status: 'failed', attempts: max, ...(pending ? { pending } : {}) };
+  }
+
   /** The merchant and cardholder copies of a reversal slip (沖正 / REVERSAL). */
   reversalSlips(result: ReversalResult): { merchant: string; cardholder: string } {
     if (result.status !== 'reversed' || !result.reversal)
@@ -1140,6 +1407,8 @@ export class Terminal {
           'no working keys in the PIN pad: sign in first',
         );
       const autoReversal = await this.#reverseBeforeNext();
+      // A refund whose answer was lost belongs in these totals if it was approved: learn it first.
+      const refundAdvice = await this.#adviseBeforeNext();
       const batch = await this.#batchNumber();
       const entries = await this.#store.all<{
         stan: number;
@@ -1168,6 +1437,7 @@ export class Terminal {
         localDate: when.date,
         localTime: when.time,
         ...(autoReversal ? { autoReversal } : {}),
+        ...(refundAdvice ? { refundAdvice } : {}),
       };
       const m = new Iso8583Message(this.#spec, '0500');
       m.set(11, stan);

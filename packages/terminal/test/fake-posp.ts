@@ -229,11 +229,21 @@ export class FakePosp {
     return t;
   }
 
+  /** Refund advices (0220) answered, by identity: the RRN a repeat (0221) gets again. */
+  readonly adviceRrns = new Map<string, string>();
+
   #financial(req: Iso8583Message, macOk: boolean, mode: PospMode): Uint8Array {
-    const r = startResponse(req);
-    r.set(15, '1125');
-    r.set(37, this.#nextRrn());
     const id = FakePosp.identity(req);
+    // A 0221 is a repeat of the 0220 with the same identity (ISO 8583 message function 1): answered 0230,
+    // from the journal when the 0220 was seen (the same RRN, no second refund).
+    const repeat = req.mti === '0221';
+    const r = startResponse(req);
+    if (repeat) r.mti = '0230';
+    r.set(15, '1125');
+    const seenRrn = req.mti === '0220' || repeat ? this.adviceRrns.get(id) : undefined;
+    r.set(37, seenRrn ?? this.#nextRrn());
+    if ((req.mti === '0220' || repeat) && seenRrn === undefined && macOk)
+      this.adviceRrns.set(id, String(r.get(37)));
     const batch = String(req.get('60.2') ?? '');
     if (!macOk) r.set(39, 'A0');
     else if (mode === 'decline-51') r.set(39, '51');
@@ -268,11 +278,12 @@ export class FakePosp {
       r.set(38, 'A1B2C3');
       if (req.get(3) === '310000') r.set(54, `1002156C${String(this.balanceMinor).padStart(12, '0')}`);
       else {
-        const type = req.mti === '0220' ? 'refund' : req.get(3) === '200000' ? 'void' : 'purchase';
+        const type = req.mti === '0220' || repeat ? 'refund' : req.get(3) === '200000' ? 'void' : 'purchase';
         const amountMinor = Number(req.get(4));
         // A late original of an already reversed identity is declined (docs/network.md).
         if (this.reversals.has(id)) r.set(39, '12');
-        else this.journal.set(id, { type, amountMinor, batch, reversed: false });
+        else if (seenRrn === undefined || !this.journal.has(id))
+          this.journal.set(id, { type, amountMinor, batch, reversed: false });
       }
     }
     for (const [k, v] of Object.entries(this.echoOverride ?? {})) r.set(Number(k), v);

@@ -588,3 +588,90 @@ describe('secrets after reversals and settlement', () => {
     }
   });
 });
+
+describe('refund advice (0220 repeated as 0221)', () => {
+  const ORIGINAL = { rrn: '000000000777', date: '1125', batchNumber: 7, stan: 1 };
+
+  test('answer MAC failed: the advice is kept and repeated as 0221 (same 11, 12, 13) before the next purchase; the refund is recorded approved with the first RRN', async () => {
+    cleanLine();
+    const { t } = await signedIn();
+    posp.modes = { '0220': 'bad-mac' };
+    const lost = await t.refund({ card: CARD, amountMinor: 300, pin: PIN, original: ORIGINAL });
+    assert.equal(lost.status, 'mac-failed');
+    assert.equal(lost.refundAdvicePending, true);
+    assert.equal(lost.reversalPending, false, 'a refund is not reversible');
+    const owed = await t.pendingRefundAdvice();
+    assert.equal(owed?.stan, lost.stan);
+    assert.equal(owed?.amountMinor, 300);
+    assert.equal(JSON.stringify(owed).includes(PAN), false, 'no PAN in the record');
+    const credited = posp.adviceRrns.get(identity(t, lost.stan));
+    assert.ok(credited, 'the POSP (issuer side) did the refund');
+    cleanLine();
+    const next = await t.purchase({ card: CARD, amountMinor: 900, pin: PIN });
+    assert.equal(next.status, 'approved');
+    const adv = next.refundAdvice!;
+    assert.equal(adv.status, 'answered');
+    assert.equal(adv.attempts, 1);
+    assert.equal(adv.result?.status, 'approved');
+    assert.equal(adv.result?.rrn, credited, 'the first answer again, not a second refund');
+    assert.equal(adv.result?.stan, lost.stan);
+    const [first, repeat, purchase] = seenOf(t).slice(-3);
+    assert.equal(first!.mti, '0220');
+    assert.equal(repeat!.mti, '0221');
+    assert.equal(repeat!.macOk, true);
+    for (const f of [2, 3, 4, 11, 12, 13, 22, 25, 37, 41, 42, 49, 60, 61])
+      assert.equal(repeat!.fields[f], first!.fields[f], `field ${f} repeated`);
+    assert.equal(repeat!.fields[35], undefined, 'no track data kept');
+    assert.equal(repeat!.fields[52], undefined, 'no PIN block kept');
+    assert.equal(purchase!.mti, '0200');
+    assert.equal(await t.pendingRefundAdvice(), undefined);
+    assert.deepEqual(
+      (await t.batchEntries()).map((e) => [e.type, e.amountMinor]),
+      [
+        ['refund', 300],
+        ['purchase', 900],
+      ],
+    );
+    const slips = t.slips(adv.result!);
+    assert.equal(slips.merchant.includes(PAN) || slips.cardholder.includes(PAN), false);
+    assert.equal([...posp.journal.keys()].filter((k) => k === identity(t, lost.stan)).length, 1);
+    await t.close();
+  });
+
+  test('no answer to the 0220 nor to its repeats: the next purchase is refused after reversalMaxAttempts tries; later the repeat is answered; settlement counts it', async () => {
+    cleanLine();
+    const { t } = await signedIn({ reversalMaxAttempts: 2 });
+    posp.modes = { '0220': 'silent', '0221': 'silent' };
+    const lost = await t.refund({ card: CARD, amountMinor: 250, original: ORIGINAL });
+    assert.equal(lost.status, 'no-answer');
+    assert.equal(lost.refundAdvicePending, true);
+    await assert.rejects(t.purchase({ card: CARD, amountMinor: 5, pin: PIN }), {
+      code: 'TERMINAL_REVERSAL_PENDING',
+      message:
+        'terminal: the pending refund advice was not answered after 2 attempts: it is repeated before the next online transaction',
+    });
+    assert.equal((await t.pendingRefundAdvice())?.attempts, 2);
+    assert.equal(seenOf(t).filter((s) => s.mti === '0221').length, 2);
+    cleanLine();
+    const st = await t.settle();
+    assert.equal(st.refundAdvice?.status, 'answered');
+    assert.equal(st.refundAdvice?.result?.status, 'approved');
+    assert.equal(st.totals.creditCount, 1, 'the refund learned by the repeat is in the totals');
+    assert.equal(st.totals.creditTotalMinor, 250);
+    assert.equal(await t.pendingRefundAdvice(), undefined);
+    await t.close();
+  });
+
+  test('a refund the line refused before sending (POSP down) leaves no advice', async () => {
+    cleanLine();
+    const { t } = await signedIn();
+    const port = t.config.posp.port;
+    (t.config.posp as { port: number }).port = 1;
+    const r = await t.refund({ card: CARD, amountMinor: 100, original: ORIGINAL }).catch((e) => e);
+    (t.config.posp as { port: number }).port = port;
+    assert.equal(r.status, 'no-answer');
+    assert.equal(r.refundAdvicePending, undefined);
+    assert.equal(await t.pendingRefundAdvice(), undefined);
+    await t.close();
+  });
+});

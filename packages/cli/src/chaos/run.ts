@@ -16,7 +16,12 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PINPAD_SCRYPT_N_MIN, type Terminal, type TransactionResult } from '@openposp/terminal';
+import {
+  PINPAD_SCRYPT_N_MIN,
+  type RefundAdviceResult,
+  type Terminal,
+  type TransactionResult,
+} from '@openposp/terminal';
 import { createPrng, FAULT_KINDS, type Prng, randomFaultPlan } from '@openposp/testkit';
 import { type DemoCard, demoCard, track2Of } from '../network/cards.js';
 import { setupNetwork } from '../network/setup.js';
@@ -107,8 +112,34 @@ export function perMessageRate(faultRate: number): number {
 
 type DuckTerminal = Terminal & {
   sendPendingReversal?: () => Promise<{ status: string }>;
-  settle?: () => Promise<{ status: string }>;
+  settle?: () => Promise<{ status: string; refundAdvice?: RefundAdviceResult }>;
 };
+
+/** A refund whose answer was lost: its advice is repeated (0221) by the terminal until answered. */
+interface LostRefund {
+  orig: Approved;
+  amountMinor: number;
+  merchantId: string;
+}
+
+/**
+ * What a repeated refund advice finally told the terminal: approved, the slip is printed now (it counts as
+ * told approved); declined, nothing moved. `lost` is the terminal's one refund awaiting its answer.
+ */
+function noteRefundAdvice(
+  adv: RefundAdviceResult | undefined,
+  lost: Map<string, LostRefund>,
+  terminalId: string,
+  approvedRefunds: Map<string, { amountMinor: number; merchantId: string }>,
+): void {
+  if (adv?.status !== 'answered' || !adv.result) return;
+  const l = lost.get(terminalId);
+  lost.delete(terminalId);
+  const x = adv.result;
+  if (x.status !== 'approved' || x.responseCode !== '00' || !x.rrn || !l) return;
+  l.orig.refundedMinor += l.amountMinor;
+  approvedRefunds.set(x.rrn, { amountMinor: l.amountMinor, merchantId: l.merchantId });
+}
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const t0 = Date.now();
@@ -174,6 +205,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       approvedPurchases: new Map<string, { amountMinor: number; merchantId: string; accountId: string }>(),
       approvedRefunds: new Map<string, { amountMinor: number; merchantId: string }>(),
       pendingReversals: [] as string[],
+      lostRefunds: new Map<string, LostRefund>(),
     };
     let next = 0;
     let done = 0;
@@ -202,7 +234,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         const r = rng.fork(`txn:${i}`);
         let key: string;
         try {
-          const res = await oneTransaction(t, r, mine, merchantId, cardOf, told);
+          const res = await oneTransaction(t, r, mine, merchantId, cardOf, told, terminalId);
           key = `${res.type} ${res.status}${res.responseCode ? ` ${res.responseCode}` : ''}`;
         } catch (e) {
           // The terminal refusing to start (e.g. TERMINAL_REVERSAL_PENDING: its reversal is not yet
@@ -214,6 +246,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
             // End of the merchant's batch: settle it as the cashier would, and the next one opens. Voids
             // are of the current batch only, so the settled purchases can still be refunded, not voided.
             const st = await t.settle().catch(() => undefined);
+            noteRefundAdvice(st?.refundAdvice, told.lostRefunds, terminalId, told.approvedRefunds);
             if (st && (st.status === 'balanced' || st.status === 'uploaded'))
               for (const a of mine) a.settled = true;
             const sk = `settlement ${st?.status ?? 'refused'}`;
@@ -257,7 +290,23 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       }
       if (pending === 0) break;
     }
+    // Refund advices whose answer was lost: repeated (0221) until answered, like the reversals.
+    for (let round = 0; round < CHAOS_REVERSAL_ROUNDS_MAX; round++) {
+      let pending = 0;
+      for (const [id, t] of terminals) {
+        if (!(await t.pendingRefundAdvice())) continue;
+        pending++;
+        const adv = await t.sendPendingRefundAdvice().catch((e) => {
+          phase(`${id}: refund advice refused: ${(e as { code?: string }).code ?? String(e)}`);
+          return undefined;
+        });
+        noteRefundAdvice(adv, told.lostRefunds, id, told.approvedRefunds);
+      }
+      if (pending === 0) break;
+    }
     for (const [id, t] of terminals) if (await t.pendingReversal()) told.pendingReversals.push(id);
+    for (const [id, t] of terminals)
+      if (await t.pendingRefundAdvice()) told.pendingReversals.push(`${id} (refund advice)`);
     phase(
       `terminal reversals: ${reversalsSent} sent at the end, ${told.pendingReversals.length} terminals still pending`,
     );
@@ -350,7 +399,28 @@ async function oneTransaction(
   told: {
     approvedPurchases: Map<string, { amountMinor: number; merchantId: string; accountId: string }>;
     approvedRefunds: Map<string, { amountMinor: number; merchantId: string }>;
+    lostRefunds: Map<string, LostRefund>;
   },
+  terminalId: string,
+): Promise<TransactionResult> {
+  const x = await oneTransactionOf(t, r, mine, merchantId, cardOf, told, terminalId);
+  // A refund advice repeated before this transaction (its answer had been lost) may now be approved.
+  noteRefundAdvice(x.refundAdvice, told.lostRefunds, terminalId, told.approvedRefunds);
+  return x;
+}
+
+async function oneTransactionOf(
+  t: Terminal,
+  r: Prng,
+  mine: Approved[],
+  merchantId: string,
+  cardOf: Map<string, CardExpectation>,
+  told: {
+    approvedPurchases: Map<string, { amountMinor: number; merchantId: string; accountId: string }>;
+    approvedRefunds: Map<string, { amountMinor: number; merchantId: string }>;
+    lostRefunds: Map<string, LostRefund>;
+  },
+  terminalId: string,
 ): Promise<TransactionResult> {
   const roll = r.float();
   const kind: Kind =
@@ -414,6 +484,7 @@ async function oneTransaction(
     orig.refundedMinor += amountMinor;
     if (x.rrn) told.approvedRefunds.set(x.rrn, { amountMinor, merchantId });
   }
+  if (x.refundAdvicePending) told.lostRefunds.set(terminalId, { orig, amountMinor, merchantId });
   return x;
 }
 
