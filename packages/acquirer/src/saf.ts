@@ -358,9 +358,10 @@ export interface SafLink {
 
 /**
  * Link failures that happen before a byte is written (packages/net client.ts `request`): the advice never
- * left the POSP, so the send does not count against `maxAttempts` (only `maxAgeMs` expires it). A
- * NET_CLOSED is "not sent" only with the net package's "not connected" text: a NET_CLOSED of a link that
- * dropped with the request in flight may have reached the switch and counts.
+ * left the POSP, so the send does not count against `maxAttempts` (only `maxAgeMs` expires it). The net
+ * package says so in `NetError.sent` (false: refused before writing, e.g. NET_CLOSED "not connected");
+ * a NET_CLOSED of a link that dropped with the request in flight has `sent: true`, may have reached the
+ * switch, and counts. The codes below are never sent whatever the flag says.
  */
 export const SAF_NOT_SENT_NET_CODES: ReadonlySet<string> = new Set([
   'NET_BUSY',
@@ -373,7 +374,7 @@ export function isNotSentError(e: unknown): boolean {
   const code = (e as { code?: unknown }).code;
   if (typeof code !== 'string') return false;
   if (SAF_NOT_SENT_NET_CODES.has(code)) return true;
-  return code === 'NET_CLOSED' && /: not connected$/.test(String((e as { message?: unknown }).message ?? ''));
+  return code === 'NET_CLOSED' && (e as { sent?: unknown }).sent === false;
 }
 
 export interface ReversalSendDeps {

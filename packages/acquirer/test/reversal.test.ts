@@ -477,11 +477,17 @@ describe('store and forward while the link to the switch is down', () => {
       assert.equal(it.state, 'operator');
       assert.equal(it.lastError, 'expired-max-age');
       // A NET_CLOSED while in flight (may have reached the switch) counts as an attempt.
-      assert.equal(isNotSentError(new NetError('NET_CLOSED', 'link 127.0.0.1:1: connection closed')), false);
       assert.equal(
-        isNotSentError(new NetError('NET_TIMEOUT', 'link 127.0.0.1:1: no response within 1 ms')),
+        isNotSentError(new NetError('NET_CLOSED', 'link 127.0.0.1:1: connection closed', { sent: true })),
         false,
       );
+      assert.equal(
+        isNotSentError(
+          new NetError('NET_TIMEOUT', 'link 127.0.0.1:1: no response within 1 ms', { sent: true }),
+        ),
+        false,
+      );
+      assert.equal(isNotSentError(new NetError('NET_CLOSED', 'link 127.0.0.1:1: not connected')), true);
       await h.posp.saf.retry(item.id);
       assert.equal(await passAt(0), 1, 'the link back: delivered');
     } finally {

@@ -204,7 +204,7 @@ export class FramedClient {
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(key);
-        reject(new NetError('NET_TIMEOUT', `${where}: no response within ${timeoutMs} ms`));
+        reject(new NetError('NET_TIMEOUT', `${where}: no response within ${timeoutMs} ms`, { sent: true }));
       }, timeoutMs);
       this.#pending.set(key, { resolve, reject, timer });
       socket.write(bytes);
@@ -214,7 +214,9 @@ export class FramedClient {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#reconnectTimer);
-    this.#failAll(new NetError('NET_CLOSED', `link ${this.#opts.host}:${this.#opts.port}: client closed`));
+    this.#failAll(
+      new NetError('NET_CLOSED', `link ${this.#opts.host}:${this.#opts.port}: client closed`, { sent: true }),
+    );
     const s = this.#socket;
     if (!s || s.destroyed) return;
     await new Promise<void>((r) => {

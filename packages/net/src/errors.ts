@@ -12,10 +12,17 @@ export type NetErrorCode = keyof typeof NET_ERROR_CODES;
 
 export class NetError extends Error {
   readonly code: NetErrorCode;
-  constructor(code: NetErrorCode, message: string, options?: { cause?: unknown }) {
+  /**
+   * Whether the request may have reached the peer: false when it was refused before a byte was
+   * written (not connected, in-flight limit, key problems), true once it was written (a timeout or a
+   * connection lost in flight: the peer may have acted on it).
+   */
+  readonly sent: boolean;
+  constructor(code: NetErrorCode, message: string, options?: { cause?: unknown; sent?: boolean }) {
     super(message, options);
     this.name = 'NetError';
     this.code = code;
+    this.sent = options?.sent ?? false;
   }
 }
 

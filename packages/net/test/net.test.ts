@@ -47,12 +47,18 @@ describe('FramedServer and FramedClient', () => {
       maxInFlight: 2,
       onUnmatched: (f, why) => late.push(`${dec(f)} ${why}`),
     });
-    await assert.rejects(c.request(enc('a:1'), 20), code('NET_TIMEOUT'));
+    await assert.rejects(
+      c.request(enc('a:1'), 20),
+      (e: unknown) => isNetError(e) && e.code === 'NET_TIMEOUT' && e.sent,
+    );
     await assert.rejects(c.request(enc('garbage')), code('NET_KEY_INVALID'));
     const p1 = c.request(enc('b:1'));
     await assert.rejects(c.request(enc('b:2')), code('NET_KEY_IN_USE'));
     const p2 = c.request(enc('c:1'));
-    await assert.rejects(c.request(enc('d:1')), code('NET_BUSY'));
+    await assert.rejects(
+      c.request(enc('d:1')),
+      (e: unknown) => isNetError(e) && e.code === 'NET_BUSY' && !e.sent,
+    );
     await Promise.all([p1, p2]);
     await sleep(30);
     assert.deepEqual(late, ['a:1 no request waiting (late or unknown)']);
@@ -128,7 +134,10 @@ describe('FramedServer and FramedClient', () => {
     assert.equal(dec(await c.request(enc('a:1'))), 'a:1');
     await first.close();
     await sleep(30);
-    await assert.rejects(c.request(enc('b:1')), code('NET_CLOSED'));
+    await assert.rejects(
+      c.request(enc('b:1')),
+      (e: unknown) => isNetError(e) && e.code === 'NET_CLOSED' && !e.sent,
+    );
     const second = await FramedServer.listen({ port, handler: async (f) => f });
     for (let i = 0; i < 50 && !c.connected; i++) await sleep(20);
     assert.equal(dec(await c.request(enc('c:1'))), 'c:1');
