@@ -213,7 +213,15 @@ export function validateAcquirerConfig(input: unknown): ResolvedAcquirerConfig {
     invalid('logger', 'must have info(event, fields)');
   if (c.clock !== undefined && typeof c.clock !== 'function')
     invalid('clock', 'must be a function returning a Date');
-  const safKeys = ['baseDelayMs', 'maxDelayMs', 'maxAttempts', 'maxAgeMs', 'pollMs', 'batchSize'] as const;
+  const safKeys = [
+    'baseDelayMs',
+    'maxDelayMs',
+    'maxAttempts',
+    'maxAgeMs',
+    'pollMs',
+    'batchSize',
+    'concurrency',
+  ] as const;
   const saf = c.saf ?? {};
   if (!isObj(saf)) invalid('saf', 'must be an object');
   onlyKeys(saf as Record<string, unknown>, [...safKeys, 'enabled'], 'saf');

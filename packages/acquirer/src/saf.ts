@@ -42,6 +42,12 @@ export interface SafOptions {
   pollMs: number;
   /** Advices sent per poll at most. Default 32. */
   batchSize: number;
+  /**
+   * Sends of one poll in flight at once (the switch link multiplexes). Default 8. One at a time, an advice
+   * whose answer times out (switchMs) held up every advice behind it: under a burst (chaos seed 42, 10000
+   * transactions) the queue filled faster than it drained and advices expired by maxAgeMs unsent.
+   */
+  concurrency: number;
 }
 
 export const SAF_OPTIONS_DEFAULT: Readonly<SafOptions> = {
@@ -51,6 +57,7 @@ export const SAF_OPTIONS_DEFAULT: Readonly<SafOptions> = {
   maxAgeMs: 24 * 3600_000,
   pollMs: 1_000,
   batchSize: 32,
+  concurrency: 8,
 };
 
 export type SafState = 'pending' | 'operator' | 'done' | 'dropped';
@@ -546,54 +553,69 @@ export class SafWorker {
     const { d } = this;
     const now = d.clock();
     const nowIso = now.toISOString();
+    const items = await d.queue.due(nowIso, d.options.batchSize);
+    let next = 0;
     let acked = 0;
-    for (const item of await d.queue.due(nowIso, d.options.batchSize)) {
-      if (this.stopped) break;
-      if (now.getTime() - Date.parse(item.createdAt) > d.options.maxAgeMs) {
-        await d.queue.expire(item.id, item.attempts, 'expired-max-age', nowIso);
-        d.log?.warn?.('saf_expired', {
-          id: item.id,
-          rrn: item.originalRrn,
-          attempts: item.attempts,
-          why: 'max-age',
-        });
-        continue;
+    const lane = async (): Promise<void> => {
+      while (next < items.length && !this.stopped) {
+        if (await this.sendOne(items[next++]!, now, nowIso)) acked++;
       }
-      if (item.pan === undefined) {
-        await d.queue.expire(item.id, item.attempts, 'no-pan', nowIso);
-        continue;
-      }
-      const r = await sendReversal(d, '0420', item.pan, item.fields, now);
-      if ('notSent' in r) {
-        // Never left the POSP (link down): not an attempt; tried again after a back-off, expired by age only.
-        const wait = backoffDelayMs(d.options, Math.max(item.attempts, 1));
-        const nextAt = new Date(now.getTime() + wait).toISOString();
-        await d.queue.attemptFailed(item.id, item.attempts, nextAt, r.problem, nowIso);
-        continue;
-      }
-      const attempts = item.attempts + 1;
-      if ('code' in r && classifyReversalAnswer(r.code) === 'done') {
-        await d.queue.complete(item.id, attempts, r.code, r.transmissionDateTime, nowIso);
-        d.log?.info('saf_delivered', { id: item.id, rrn: item.originalRrn, attempts });
-        acked++;
-        continue;
-      }
-      const error = 'code' in r ? `answered-${r.code}` : r.problem;
-      if ('code' in r && classifyReversalAnswer(r.code) === 'operator') {
-        // An issuer's decision that leaves something to undo (e.g. 13 amount differs): a person must look.
-        await d.queue.expire(item.id, attempts, error, nowIso, r.code);
-        d.log?.warn?.('saf_expired', { id: item.id, rrn: item.originalRrn, attempts, why: error });
-        continue;
-      }
-      if (attempts >= d.options.maxAttempts) {
-        await d.queue.expire(item.id, attempts, error, nowIso);
-        d.log?.warn?.('saf_expired', { id: item.id, rrn: item.originalRrn, attempts, why: 'max-attempts' });
-        continue;
-      }
-      const nextAt = new Date(now.getTime() + backoffDelayMs(d.options, attempts)).toISOString();
-      await d.queue.attemptFailed(item.id, attempts, nextAt, error, nowIso);
-    }
+    };
+    const lanes = Math.max(1, Math.min(d.options.concurrency ?? 1, items.length));
+    await Promise.all(Array.from({ length: lanes }, lane));
     return acked;
+  }
+
+  /** One advice: sent, then completed, rescheduled or expired; true when acknowledged. */
+  private async sendOne(
+    item: SafItem & { pan: string | undefined },
+    now: Date,
+    nowIso: string,
+  ): Promise<boolean> {
+    const { d } = this;
+    if (now.getTime() - Date.parse(item.createdAt) > d.options.maxAgeMs) {
+      await d.queue.expire(item.id, item.attempts, 'expired-max-age', nowIso);
+      d.log?.warn?.('saf_expired', {
+        id: item.id,
+        rrn: item.originalRrn,
+        attempts: item.attempts,
+        why: 'max-age',
+      });
+      return false;
+    }
+    if (item.pan === undefined) {
+      await d.queue.expire(item.id, item.attempts, 'no-pan', nowIso);
+      return false;
+    }
+    const r = await sendReversal(d, '0420', item.pan, item.fields, now);
+    if ('notSent' in r) {
+      // Never left the POSP (link down): not an attempt; tried again after a back-off, expired by age only.
+      const wait = backoffDelayMs(d.options, Math.max(item.attempts, 1));
+      const nextAt = new Date(now.getTime() + wait).toISOString();
+      await d.queue.attemptFailed(item.id, item.attempts, nextAt, r.problem, nowIso);
+      return false;
+    }
+    const attempts = item.attempts + 1;
+    if ('code' in r && classifyReversalAnswer(r.code) === 'done') {
+      await d.queue.complete(item.id, attempts, r.code, r.transmissionDateTime, nowIso);
+      d.log?.info('saf_delivered', { id: item.id, rrn: item.originalRrn, attempts });
+      return true;
+    }
+    const error = 'code' in r ? `answered-${r.code}` : r.problem;
+    if ('code' in r && classifyReversalAnswer(r.code) === 'operator') {
+      // An issuer's decision that leaves something to undo (e.g. 13 amount differs): a person must look.
+      await d.queue.expire(item.id, attempts, error, nowIso, r.code);
+      d.log?.warn?.('saf_expired', { id: item.id, rrn: item.originalRrn, attempts, why: error });
+      return false;
+    }
+    if (attempts >= d.options.maxAttempts) {
+      await d.queue.expire(item.id, attempts, error, nowIso);
+      d.log?.warn?.('saf_expired', { id: item.id, rrn: item.originalRrn, attempts, why: 'max-attempts' });
+      return false;
+    }
+    const nextAt = new Date(now.getTime() + backoffDelayMs(d.options, attempts)).toISOString();
+    await d.queue.attemptFailed(item.id, attempts, nextAt, error, nowIso);
+    return false;
   }
 
   /** Stops polling and waits for a pass in progress. */

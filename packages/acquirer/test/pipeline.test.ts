@@ -303,6 +303,7 @@ test('config: every path is checked, with the path in the error', () => {
     maxAgeMs: 86400000,
     pollMs: 1000,
     batchSize: 32,
+    concurrency: 8,
     enabled: true,
   });
   assert.deepEqual(ok.settlement, { feeBasisPoints: 0 });

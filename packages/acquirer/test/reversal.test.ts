@@ -495,4 +495,76 @@ describe('store and forward while the link to the switch is down', () => {
       await store.close();
     }
   });
+
+  test('one pass sends up to `concurrency` advices at once: a send waiting for its answer holds up no other', async () => {
+    // The harness POSP's own worker off (an earlier test enabled it): only this worker sends.
+    h.config.saf = { ...SAF };
+    await h.restart();
+    const store = await openSqliteStore(h.dbPath, { migrations: ACQUIRER_MIGRATIONS });
+    const queue = new SafQueue(store);
+    const nowIso = h.clock.now.toISOString();
+    const ids: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const rrn = `99000000000${i}`;
+      await queue.enqueue(
+        {
+          originalRrn: rrn,
+          source: 'posp',
+          reason: '98',
+          pan: '6222020000000015',
+          panMasked: '622202******0015',
+          fields: {
+            3: '000000',
+            4: '000000000100',
+            11: `99000${i}`,
+            37: rrn,
+            41: 'POS00001',
+            42: '123456789012345',
+            49: '156',
+          },
+        },
+        nowIso,
+      );
+      ids.push((await queue.byOriginal(rrn))!.id);
+    }
+    let inFlight = 0;
+    let most = 0;
+    const link = {
+      connected: true,
+      // Every send waits 100 ms and then gets no answer (a timeout after the frame left).
+      request: async () => {
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setTimeout(r, 100));
+        inFlight--;
+        throw new NetError('NET_TIMEOUT', 'link 127.0.0.1:1: no response within 100 ms', { sent: true });
+      },
+    };
+    const worker = new SafWorker({
+      queue,
+      hsm: h.hsm,
+      switchLink: link,
+      netSpec: net,
+      zak: h.zak.block,
+      switchMs: 400,
+      hsmMs: 2000,
+      clock: () => h.clock.now,
+      options: { ...SAF_OPTIONS_DEFAULT, ...SAF, concurrency: 3 },
+    });
+    try {
+      const t0 = Date.now();
+      await worker.runOnce();
+      const took = Date.now() - t0;
+      assert.equal(most, 3, 'three sends in flight at once, never more');
+      assert.ok(took < 6 * 100, `six 100 ms sends took ${took} ms: not one after the other`);
+      for (const id of ids) {
+        const it = (await queue.get(id))!;
+        assert.equal(it.state, 'pending');
+        assert.equal(it.attempts, 1, 'each advice sent once in the pass');
+      }
+    } finally {
+      await worker.stop();
+      for (const id of ids) await queue.drop(id, h.clock.now.toISOString()).catch(() => undefined);
+      await store.close();
+    }
+  });
 });
