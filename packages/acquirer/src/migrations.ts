@@ -5,9 +5,15 @@
  * key blocks under the LMK (ciphertext that only the HSM can use); the PAN is kept masked (first 6,
  * last 4) and as its length.
  */
-import type { Migration } from '@openposp/store';
+import { type Migration, postgresDdl } from '@openposp/store';
 
-export const ACQUIRER_MIGRATIONS: readonly Migration[] = [
+/**
+ * The steps as written for SQLite (their text, and so their checksums on existing SQLite databases,
+ * never change). PostgreSQL runs `postgresDdl` of each (identity ids, BIGINT integers); migration 1
+ * there also creates the RRN sequence (journal.ts: on PostgreSQL the RRN comes from it, not from the
+ * `counters` row every authorization would otherwise write).
+ */
+const SQLITE_STEPS: readonly Migration[] = [
   {
     id: 1,
     name: 'terminals, journal, counters',
@@ -172,3 +178,15 @@ ALTER TABLE journal ADD COLUMN recon_at TEXT;
 `,
   },
 ];
+
+/** Where the RRNs come from on PostgreSQL: 1..999999999999, then 1 again (field 37 is 12 digits). */
+export const RRN_SEQUENCE = 'journal_rrn';
+
+export const ACQUIRER_MIGRATIONS: readonly Migration[] = SQLITE_STEPS.map((m) => ({
+  ...m,
+  dialects: {
+    postgres:
+      postgresDdl(m.sql) +
+      (m.id === 1 ? `\nCREATE SEQUENCE ${RRN_SEQUENCE} MINVALUE 1 MAXVALUE 999999999999 CYCLE;\n` : ''),
+  },
+}));

@@ -629,6 +629,10 @@ export class Issuer {
           return this.#decideAndRecord(tx, msgClass, type, req, token, pin);
         });
       } catch (e) {
+        if (e instanceof IdentityTaken) {
+          const first = await this.#findByIdentity(this.store, msgClass, req).catch(() => undefined);
+          if (first !== undefined) return replayOf(first, req, token, type);
+        }
         return { responseCode: '96', type, replay: false, reason: `system: ${errorCode(e)}` };
       }
     });
@@ -799,7 +803,8 @@ export class Issuer {
          amount_minor, pan_token, masked_pan, account_id, local_time, transmission_dt, rrn, merchant_id, orig_data,
          orig_acquirer_id, orig_stan, orig_transmission_dt, orig_local_date, original_txn_id, family_id, response_code,
          auth_code, additional_amounts, applied, note, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) RETURNING id`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)
+       ON CONFLICT (msg_class, acquirer_id, terminal_id, stan, local_date) DO NOTHING RETURNING id`,
       [
         msgClass,
         normalizeInstitutionId(id.acquirerId),
@@ -832,7 +837,10 @@ export class Issuer {
         nowIso(now),
       ],
     );
-    const txnId = row!.id;
+    // Another node recorded this identity since the re-check (PostgreSQL usually aborts this
+    // transaction for it first, and the retry finds the row): nothing of this one is kept.
+    if (row === undefined) throw new IdentityTaken();
+    const txnId = row.id;
     if (out.apply !== undefined) {
       const applied = await out.apply(tx, txnId);
       if (applied) await tx.run('UPDATE transactions SET applied = 1 WHERE id = ?', [txnId]);
@@ -1147,6 +1155,9 @@ export class Issuer {
     );
   }
 }
+
+/** The identity's row appeared between the re-check and the insert (another issuer node wrote it). */
+class IdentityTaken extends Error {}
 
 function originalAcquirer(req: IssuerRequest): string {
   const o = req.original;

@@ -8,9 +8,10 @@
  * account's ledger balance is the sum of its entries (kept in `accounts.ledger_minor` and checked by
  * `auditLedger`); its available balance is the ledger balance minus its active holds (`held_minor`).
  */
-import type { Migration } from '@openposp/store';
+import { type Migration, postgresDdl } from '@openposp/store';
 
-export const ISSUER_MIGRATIONS: readonly Migration[] = [
+/** The steps as written for SQLite (never edited: their checksums guard existing databases). */
+const SQLITE_STEPS: readonly Migration[] = [
   {
     id: 1,
     name: 'issuer ledger, cards, transactions, notifications',
@@ -125,3 +126,9 @@ CREATE TABLE notifications (
 `,
   },
 ];
+
+/** PostgreSQL runs `postgresDdl` of each step (identity ids, BIGINT integers, BYTEA). */
+export const ISSUER_MIGRATIONS: readonly Migration[] = SQLITE_STEPS.map((m) => ({
+  ...m,
+  dialects: { postgres: postgresDdl(m.sql) },
+}));

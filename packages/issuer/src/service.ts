@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { type HsmApi, HsmClient } from '@openposp/hsm';
 import type { Iso8583Message } from '@openposp/iso8583';
 import { createLogger, FramedServer, type Logger } from '@openposp/net';
-import { openSqliteStore, type Store } from '@openposp/store';
+import { openStore, type Store } from '@openposp/store';
 import { readAccountsFile } from './cards.js';
 import type { ResponseCode } from './codes.js';
 import { IssuerError } from './errors.js';
@@ -32,7 +32,7 @@ export const ISSUER_MAX_FRAME_BYTES_DEFAULT = 8192;
 
 export interface IssuerConfig {
   listen: { host?: string; port: number };
-  /** SQLite file (created and migrated on start), or ':memory:'. */
+  /** SQLite file (created and migrated on start), ':memory:', or a `postgres://` URL (PostgreSQL: several issuer nodes may share it). */
   databasePath: string;
   keys: {
     /** Zone PIN key shared with the switch, key block under the LMK. */
@@ -294,7 +294,7 @@ export async function startIssuer(config: IssuerConfig): Promise<IssuerHandle> {
     });
     hsm = client;
   }
-  const store = await openSqliteStore(cfg.databasePath, { migrations: ISSUER_MIGRATIONS });
+  const store = await openStore(cfg.databasePath, { migrations: ISSUER_MIGRATIONS });
   let server: FramedServer | undefined;
   try {
     const issuer = await Issuer.open({

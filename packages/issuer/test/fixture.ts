@@ -1,7 +1,7 @@
 /**
  * Test fixture: a real HSM in process (LocalHsm over an Hsm with the test LMK), keys under it whose
  * clear values the test knows (the test plays the switch: it builds PIN blocks under the zone ZPK and
- * MACs under the zone ZAK as the switch's HSM would), real SQLite files in a temp dir.
+ * MACs under the zone ZAK as the switch's HSM would), real SQLite files in a temp dir (or PostgreSQL).
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,7 +16,7 @@ import {
 } from '@openposp/crypto';
 import { createTestLmk, Hsm, type KeyAttributes, LocalHsm } from '@openposp/hsm';
 import { Iso8583Message, pack } from '@openposp/iso8583';
-import { openSqliteStore } from '@openposp/store';
+import { openStore } from '@openposp/store';
 import type { CardInput } from '../src/cards.js';
 import { Issuer } from '../src/issuer.js';
 import { ISSUER_MIGRATIONS } from '../src/migrations.js';
@@ -121,8 +121,9 @@ export function tempDir(prefix = 'issuer-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/** The issuer over a SQLite file or a postgres:// URL (`@openposp/store/testing` targets). */
 export async function openIssuer(dbPath: string, opts: { now?: () => Date } = {}) {
-  const store = await openSqliteStore(dbPath, { migrations: ISSUER_MIGRATIONS });
+  const store = await openStore(dbPath, { migrations: ISSUER_MIGRATIONS });
   const issuer = await Issuer.open({
     store,
     hsm,

@@ -10,3 +10,4 @@ export {
   type PostgresOptions,
 } from './postgres.js';
 export { numberPlaceholders } from './placeholders.js';
+export { postgresDdl } from './ddl.js';

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { isPostgresUrl } from '@openposp/store';
 import type { SwitchHsm } from './hsm.js';
 import type { Logger } from '@openposp/net';
 import { SwitchError } from './errors.js';
@@ -80,7 +81,7 @@ export interface SwitchConfig {
   /** The routing table file (see routing.ts); or `routing`, the same document inline. */
   routingFile?: string;
   routing?: unknown;
-  /** SQLite file of the journal (`:memory:` for a throwaway one). */
+  /** SQLite file of the journal (`:memory:` for a throwaway one), or a `postgres://` URL. */
   databasePath: string;
   /** An HSM object (in code: LocalHsm or HsmClient, any HsmApi), or where an HSM listens (an HsmClient is opened). */
   hsm: SwitchHsm | HsmEndpoint;
@@ -233,7 +234,7 @@ export function validateSwitchConfig(raw: unknown, base = 'config'): ResolvedSwi
   if (c.routingFile !== undefined && (typeof c.routingFile !== 'string' || c.routingFile.length === 0))
     throw bad(`${base}.routingFile`, 'must be a file path');
   if (typeof c.databasePath !== 'string' || c.databasePath.length === 0)
-    throw bad(`${base}.databasePath`, 'must be a file path (or :memory:)');
+    throw bad(`${base}.databasePath`, 'must be a file path (or :memory:) or a postgres:// URL');
 
   let hsm: SwitchHsm | HsmEndpoint;
   if (isHsmApi(c.hsm)) hsm = c.hsm;
@@ -346,7 +347,7 @@ export async function loadSwitchConfigFile(path: string): Promise<ResolvedSwitch
   }
   const cfg = validateSwitchConfig(doc, 'config');
   const dir = dirname(resolve(path));
-  const rel = (p: string) => (p === ':memory:' || isAbsolute(p) ? p : resolve(dir, p));
+  const rel = (p: string) => (p === ':memory:' || isAbsolute(p) || isPostgresUrl(p) ? p : resolve(dir, p));
   return {
     ...cfg,
     ...(cfg.routingFile !== undefined ? { routingFile: rel(cfg.routingFile) } : {}),

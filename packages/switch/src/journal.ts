@@ -1,5 +1,6 @@
 /**
- * The switch journal: every request from an acquirer and the answer the switch gave, in SQLite through
+ * The switch journal: every request from an acquirer and the answer the switch gave, in SQLite (or
+ * PostgreSQL) through
  * @openposp/store. It feeds end-of-day reconciliation (issue 6: a row whose outcome is `issuer_timeout`
  * or `issuer_mac_failed` is a possible single-sided account) and `inquire`, the switch's part of
  * `posp txn show`.
@@ -9,7 +10,7 @@
  * stored; a PIN block, track data or key is never handed to this module.
  */
 import { maskPan } from '@openposp/iso8583';
-import { openSqliteStore, type Store } from '@openposp/store';
+import { openStore, type Store } from '@openposp/store';
 import { SWITCH_MIGRATIONS } from './migrations.js';
 
 /** How a request ended at the switch. The response code is in `responseCode`. */
@@ -178,9 +179,12 @@ export class SwitchJournal {
     this.store = store;
   }
 
-  /** Opens (creating and migrating) the journal database at `path` (`:memory:` for a throwaway one). */
+  /**
+   * Opens (creating and migrating) the journal database at `path` (`:memory:` for a throwaway one), or
+   * the PostgreSQL database of a `postgres://` URL.
+   */
   static async open(path: string): Promise<SwitchJournal> {
-    return new SwitchJournal(await openSqliteStore(path, { migrations: SWITCH_MIGRATIONS }));
+    return new SwitchJournal(await openStore(path, { migrations: SWITCH_MIGRATIONS }));
   }
 
   /** Records an arriving request (outcome `pending`); returns its row id. */

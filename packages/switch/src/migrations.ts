@@ -3,9 +3,10 @@
  * switch answers it: identity (32, 41, 11, 13), RRN, masked PAN, amount, route, response code, times.
  * Never a PIN block, track data, key or full PAN (the DOMAIN rules; a test scans the file).
  */
-import type { Migration } from '@openposp/store';
+import { type Migration, postgresDdl } from '@openposp/store';
 
-export const SWITCH_MIGRATIONS: readonly Migration[] = [
+/** The steps as written for SQLite (never edited: their checksums guard existing databases). */
+const SQLITE_STEPS: readonly Migration[] = [
   {
     id: 1,
     name: 'switch journal',
@@ -45,3 +46,9 @@ CREATE INDEX switch_journal_received ON switch_journal (received_at_ms);
 `,
   },
 ];
+
+/** PostgreSQL runs `postgresDdl` of each step (identity ids, BIGINT integers, BYTEA). */
+export const SWITCH_MIGRATIONS: readonly Migration[] = SQLITE_STEPS.map((m) => ({
+  ...m,
+  dialects: { postgres: postgresDdl(m.sql) },
+}));

@@ -5,9 +5,10 @@
  * PAN of a reversal 0400 or a batch upload 0320, issue 6) is kept sealed by the PIN pad
  * (`card_sealed`, AES-256-GCM under a key that never leaves the pad), next to the masked PAN.
  */
-import type { Migration } from '@openposp/store';
+import { type Migration, postgresDdl } from '@openposp/store';
 
-export const TERMINAL_MIGRATIONS: readonly Migration[] = [
+/** The steps as written for SQLite (never edited: their checksums guard existing databases). */
+const SQLITE_STEPS: readonly Migration[] = [
   {
     id: 1,
     name: 'terminal state, batch, pending reversal',
@@ -128,3 +129,9 @@ CREATE TABLE pending_advices (
 `,
   },
 ];
+
+/** PostgreSQL runs `postgresDdl` of each step (identity ids, BIGINT integers, BYTEA). */
+export const TERMINAL_MIGRATIONS: readonly Migration[] = SQLITE_STEPS.map((m) => ({
+  ...m,
+  dialects: { postgres: postgresDdl(m.sql) },
+}));
