@@ -1,6 +1,14 @@
 export { isStoreError, STORE_ERROR_CODES, StoreError, type StoreErrorCode } from './errors.js';
 export { MIGRATIONS_TABLE, migrationChecksum, validateMigrations } from './migrate.js';
-export { openSqliteStore, SQLITE_BUSY_TIMEOUT_MS_DEFAULT, type SqliteOptions } from './sqlite.js';
+export {
+  openSqliteStore,
+  SQLITE_BUSY_TIMEOUT_MS_DEFAULT,
+  SQLITE_CHECKPOINT_EVERY_COMMITS,
+  SQLITE_GROUP_COMMIT_MAX,
+  type SqliteOptions,
+  type SqliteStoreStats,
+  sqliteStoreStats,
+} from './sqlite.js';
 export type { Migration, Params, Queryable, RunResult, SqlValue, Store } from './store.js';
 export { isPostgresUrl, openStore, type StoreOptions } from './open.js';
 export {

@@ -1357,10 +1357,14 @@ export class Terminal {
   /** Refuses a new purchase, void or refund that the 0500's totals could not carry. */
   async #checkBatchRoom(type: TransactionType, amountMinor: number): Promise<void> {
     const side = settlementSideOf(type);
-    const entries = await this.batchEntries();
-    const t = computeSettlementTotals(entries);
-    const count = side === 'debit' ? t.debitCount : t.creditCount;
-    const total = side === 'debit' ? t.debitTotalMinor : t.creditTotalMinor;
+    // The batch's count and total on this side, summed by SQLite (no row of the batch is read here).
+    const sideTypes = side === 'debit' ? ['purchase', 'purchase'] : ['void', 'refund'];
+    const agg = await this.#store.get<{ n: number; total: number | null }>(
+      'SELECT COUNT(*) AS n, SUM(amount_minor) AS total FROM batch_entries WHERE batch_number = ? AND txn_type IN (?, ?)',
+      [Number(await this.#batchNumber()), ...sideTypes],
+    );
+    const count = agg?.n ?? 0;
+    const total = agg?.total ?? 0;
     if (count + 1 > SETTLEMENT_COUNT_MAX || total + amountMinor > SETTLEMENT_TOTAL_MAX_MINOR)
       throw new TerminalError(
         'TERMINAL_BATCH_FULL',

@@ -76,6 +76,7 @@ export function textOfLoad(r: LoadResult): string {
     `terminals   ${r.terminals}, ${r.rate !== undefined ? `open loop at ${r.rate}/s` : 'closed loop'}, ${r.elapsedS} s`,
     `throughput  ${r.tps} authorizations/s (approved)`,
     `latency     p50 ${r.p50Ms} ms  p95 ${r.p95Ms} ms  p99 ${r.p99Ms} ms`,
+    `cpu         ${r.cpuMsPerAuth} ms per authorization (this process, user + system)`,
     `approved    ${r.approved}`,
     `errors      ${r.errors}${kinds ? ` (${kinds})` : ''}`,
     '',

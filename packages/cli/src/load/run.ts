@@ -68,6 +68,8 @@ export interface LoadResult {
   /** Not approved, by outcome (declined 51, no-answer, TERMINAL_..., ...). */
   errorKinds: Record<string, number>;
   elapsedS: number;
+  /** CPU time this process used per approved authorization during the timed run, ms (user + system). */
+  cpuMsPerAuth: number;
   terminals: number;
   rate?: number;
 }
@@ -195,6 +197,7 @@ async function drive(terminals: Terminal[], opts: LoadOptions): Promise<LoadResu
     latencies[count++] = ms;
   };
 
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const endAt = t0 + opts.durationS * 1000;
   let nextSlot = 0;
@@ -251,6 +254,7 @@ async function drive(terminals: Terminal[], opts: LoadOptions): Promise<LoadResu
     if (timer) clearInterval(timer);
   }
   const elapsedS = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
   const sorted = latencies.subarray(0, count).sort();
   const errors = Object.values(errorKinds).reduce((a, b) => a + b, 0);
   return {
@@ -262,6 +266,7 @@ async function drive(terminals: Terminal[], opts: LoadOptions): Promise<LoadResu
     errors,
     errorKinds,
     elapsedS: round2(elapsedS),
+    cpuMsPerAuth: approved === 0 ? 0 : round2((cpu.user + cpu.system) / 1000 / approved),
     terminals: terminals.length,
     ...(opts.rate !== undefined ? { rate: opts.rate } : {}),
   };
