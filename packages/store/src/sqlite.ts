@@ -307,6 +307,7 @@ class SqliteStore implements Store {
       }
       this.#commits++;
       this.#stats.commits++;
+      this.#afterCommit();
       settle(batch);
     };
     try {
@@ -365,18 +366,30 @@ class SqliteStore implements Store {
 
   /**
    * Copies the log into the database file. Automatic checkpoints are off: under `synchronous = OFF`
-   * one would not fsync the database file before the log restarts over the frames it copied. Here the
-   * checkpoint runs with `synchronous = FULL` (log synced, pages copied, database file synced), so a
-   * frame is only overwritten once its page is on disk.
+   * one would not fsync the database file before the log restarts over the frames it copied, and the
+   * restarted log's new header would not be synced before its first frames. So the checkpoint runs
+   * with `synchronous = FULL` (log synced, pages copied, database file synced), and FULL stays on for
+   * the next commit, the one that restarts the log and writes (and syncs) its new header; only then
+   * does the connection go back to OFF. A frame is never overwritten before its page is on disk, and
+   * a stale frame is never behind a header that could make it look valid again.
    */
   #checkpoint(): void {
     this.#commits = 0;
+    this.#db.pragma('synchronous = FULL');
+    this.#fullUntilCommit = true;
     try {
-      this.#db.pragma('synchronous = FULL');
       this.#db.pragma('wal_checkpoint(PASSIVE)');
     } catch {
       // Busy (another process reading): the next one copies it; the log only grows meanwhile.
-    } finally {
+    }
+  }
+
+  /** FULL is on until the next COMMIT (see #checkpoint). */
+  #fullUntilCommit = false;
+
+  #afterCommit(): void {
+    if (this.#fullUntilCommit) {
+      this.#fullUntilCommit = false;
       this.#db.pragma('synchronous = OFF');
     }
   }
