@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { isPostgresUrl } from '@openposp/store';
 import type { Clock } from './clock.js';
 import { AcquirerError } from './errors.js';
 import { type AcquirerHsm, isAcquirerHsm } from './hsm.js';
@@ -51,7 +52,10 @@ export interface AcquirerConfig {
   acquirerId: string;
   /** Acquirer–switch zone keys, HSM key blocks under the LMK. */
   zoneKeys: { zpk: string; zak: string };
-  /** SQLite file of the terminal table and the journal. */
+  /**
+   * Where the terminal table, the journal and the store-and-forward queue live: a SQLite file, or a
+   * `postgres://` URL (PostgreSQL: several POSP nodes may share it).
+   */
   databasePath: string;
   /** An `HsmApi` (e.g. `LocalHsm`, `HsmClient`), or where to connect to one. */
   hsm: AcquirerHsm | HsmEndpoint;
@@ -172,7 +176,7 @@ export function validateAcquirerConfig(input: unknown): ResolvedAcquirerConfig {
   keyBlock(z.zpk, 'zoneKeys.zpk');
   keyBlock(z.zak, 'zoneKeys.zak');
   if (typeof c.databasePath !== 'string' || c.databasePath.length === 0)
-    invalid('databasePath', 'must be a file path');
+    invalid('databasePath', 'must be a file path or a postgres:// URL');
   if (!isAcquirerHsm(c.hsm)) {
     if (!isObj(c.hsm)) invalid('hsm', 'must be an HsmApi object or { host, port }');
     const h = c.hsm as Record<string, unknown>;
@@ -295,7 +299,7 @@ export function loadAcquirerConfig(path: string): ResolvedAcquirerConfig {
   const out: Record<string, unknown> = { ...data };
   for (const k of ['databasePath', 'terminalsFile', 'logPath']) {
     const v = out[k];
-    if (typeof v === 'string' && v !== '' && v !== ':memory:') out[k] = resolve(dir, v);
+    if (typeof v === 'string' && v !== '' && v !== ':memory:' && !isPostgresUrl(v)) out[k] = resolve(dir, v);
   }
   return validateAcquirerConfig(out);
 }

@@ -17,6 +17,8 @@ export const ACQUIRER_ERROR_CODES = {
   ACQUIRER_HSM_UNAVAILABLE: 'the HSM cannot be reached or does not implement the operations the POSP needs',
   ACQUIRER_SAF_ITEM_UNKNOWN: 'no store-and-forward advice with this id in a state the operation applies to',
   ACQUIRER_DATE_INVALID: 'a settlement or clearing date must be YYYYMMDD, a calendar day',
+  ACQUIRER_JOURNAL_CONFLICT:
+    'the journal refused a new request for an identity it then could not read back (PostgreSQL; answered 96)',
 } as const;
 
 export type AcquirerErrorCode = keyof typeof ACQUIRER_ERROR_CODES;

@@ -30,7 +30,7 @@ export {
   type TxnType,
 } from './journal.js';
 export { checkMessageMac, MAC_BYTES, type MacCheck, type MacScheme, packWithMac } from './mac.js';
-export { ACQUIRER_MIGRATIONS } from './migrations.js';
+export { ACQUIRER_MIGRATIONS, RRN_SEQUENCE } from './migrations.js';
 export {
   checkReversalFields,
   checkReversalTerminal,
@@ -45,6 +45,7 @@ export {
   backoffDelayMs,
   type NewSafItem,
   reversalFieldsOf,
+  SAF_LEASE_MARGIN_MS,
   SAF_OPTIONS_DEFAULT,
   type SafItem,
   type SafOptions,
@@ -52,6 +53,7 @@ export {
   type SafSource,
   type SafState,
   SafWorker,
+  safLeaseMs,
   type SendResult,
   sendReversal,
 } from './saf.js';

@@ -12,6 +12,8 @@
  * Never stored: a full PAN (only masked, first 6 / last 4), a PIN block, track data, CVV, a key.
  */
 import type { Queryable, Store } from '@openposp/store';
+import { AcquirerError } from './errors.js';
+import { RRN_SEQUENCE } from './migrations.js';
 
 export type TxnType = 'purchase' | 'inquiry' | 'void' | 'refund';
 export type JournalState = 'received' | 'sent' | 'answered' | 'unknown' | 'declined';
@@ -119,6 +121,9 @@ function rowToEntry(r: Row): JournalEntry {
   };
 }
 
+/** How often `awaitOutcome` reads an entry another node has in flight. */
+export const JOURNAL_POLL_MS = 20;
+
 /** RRN width (ISO 8583 field 37, an12). */
 export const RRN_DIGITS = 12;
 
@@ -142,6 +147,7 @@ export class Journal {
    * the identity is already journaled, returns that entry (a replay or a concurrent duplicate).
    */
   async reserve(e: NewJournalEntry): Promise<ReserveResult> {
+    if (this.store.dialect === 'postgres') return this.#reservePostgres(e);
     return this.store.transaction(async (tx) => {
       const dup = await tx.get<Row>(
         'SELECT * FROM journal WHERE terminal_id = ? AND stan = ? AND txn_date = ?',
@@ -179,6 +185,70 @@ export class Journal {
       );
       return { kind: 'new', entry: (await byRrn(tx, rrn))! };
     });
+  }
+
+  /**
+   * PostgreSQL, several POSP nodes on one database: one statement, no transaction and no row every
+   * authorization writes. The RRN comes from the sequence (a number a retried or conflicting insert
+   * used is skipped, never given twice); the identity's unique key decides between two nodes that
+   * journal the same request at once: ON CONFLICT waits for the other insert and then inserts nothing,
+   * and the row it made is the duplicate's answer.
+   */
+  async #reservePostgres(e: NewJournalEntry): Promise<ReserveResult> {
+    const inserted = await this.store.get<Row>(
+      `INSERT INTO journal (rrn, terminal_id, merchant_id, stan, txn_date, local_time, batch_no, terminal_mti,
+         txn_type, processing_code, amount_minor, currency, pan_masked, entry_mode, fingerprint, state,
+         acquirer_id, original_rrn, received_at)
+       VALUES (LPAD(CAST(nextval('${RRN_SEQUENCE}') AS TEXT), ${RRN_DIGITS}, '0'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+         'received', ?, ?, ?)
+       ON CONFLICT (terminal_id, stan, txn_date) DO NOTHING RETURNING *`,
+      [
+        e.terminalId,
+        e.merchantId,
+        e.stan,
+        e.txnDate,
+        e.localTime,
+        e.batchNo,
+        e.terminalMti,
+        e.txnType,
+        e.processingCode,
+        e.amountMinor ?? null,
+        e.currency,
+        e.panMasked,
+        e.entryMode,
+        e.fingerprint,
+        e.acquirerId,
+        e.originalRrn ?? null,
+        e.receivedAt,
+      ],
+    );
+    if (inserted !== undefined) return { kind: 'new', entry: rowToEntry(inserted) };
+    const dup = await this.byIdentity(e.terminalId, e.stan, e.txnDate);
+    if (dup === undefined)
+      throw new AcquirerError('ACQUIRER_JOURNAL_CONFLICT', 'journal', 'identity taken but not readable');
+    return { kind: 'duplicate', entry: dup };
+  }
+
+  /**
+   * True when other processes may journal into the same database (PostgreSQL): an entry still
+   * `received` or `sent` may then be in flight on another POSP node, not only in this one.
+   */
+  get shared(): boolean {
+    return this.store.dialect === 'postgres';
+  }
+
+  /**
+   * Reads `e` again every `pollMs` until it has an outcome (no longer `received` or `sent`) or `waitMs`
+   * have passed; returns the last read. For a duplicate whose first copy another node is processing.
+   */
+  async awaitOutcome(e: JournalEntry, waitMs: number, pollMs = JOURNAL_POLL_MS): Promise<JournalEntry> {
+    const until = Date.now() + waitMs;
+    let cur = e;
+    while ((cur.state === 'received' || cur.state === 'sent') && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, Math.max(1, Math.min(pollMs, until - Date.now()))));
+      cur = (await this.byRrn(cur.rrn)) ?? cur;
+    }
+    return cur;
   }
 
   /** Written before the request goes to the switch: from here on, only the switch knows the outcome. */

@@ -412,6 +412,17 @@ function replayFrom(ctx: TxnContext, e: JournalEntry): string {
 }
 
 /**
+ * How long a request journaled at `e.receivedAt` may still be in progress on some POSP node: the bounds
+ * of the steps after reserveJournal (findOriginal, translatePin, buildNetworkRequest, sendToSwitch, the
+ * final journal write), less its age. 0 when it is older: a crash left it, nobody will finish it.
+ */
+export function stillInFlightMs(ctx: TxnContext, e: JournalEntry): number {
+  const t = ctx.deps.config.timeouts;
+  const bound = t.switchMs + 4 * t.hsmMs + 5 * t.dbMs;
+  return Math.max(0, bound - (ctx.now.getTime() - Date.parse(e.receivedAt)));
+}
+
+/**
  * Step: journals the request and assigns its RRN. The same identity (terminal, STAN, date) already
  * journaled is a replay: the same content gets the first answer again without a second network request;
  * other content gets 94. A duplicate of a request still in progress waits for it (bounded).
@@ -469,6 +480,11 @@ export const reserveJournal: Step = {
       if (pending !== undefined) {
         await pending;
         e = (await ctx.deps.journal.byRrn(e.rrn)) ?? e;
+      } else if (ctx.deps.journal.shared) {
+        // Another POSP node on the same database may have it in flight: its outcome, read again until
+        // it comes or the request is older than any node would still be working on it.
+        ctx.notes.push('duplicate-other-node');
+        e = await ctx.deps.journal.awaitOutcome(e, stillInFlightMs(ctx, e));
       }
       if (e.state === 'received' || e.state === 'sent') {
         // Left over from a stop (crash) mid-flight: its outcome is unknown until reconciled (issue 6).

@@ -15,7 +15,7 @@ import type { Queryable, Store } from '@openposp/store';
 import { isValidMmdd } from './clock.js';
 import type { JournalEntry } from './journal.js';
 import type { Step, TxnContext } from './pipeline.js';
-import { RC } from './pipeline.js';
+import { RC, stillInFlightMs } from './pipeline.js';
 import { classifyReversalAnswer, reversalFieldsOf, sendReversal } from './saf.js';
 
 /** The 0400's field 39: 98 no answer in time, 96 approved but not finished, A0 bad MAC, 06 other. */
@@ -64,8 +64,9 @@ export class ReversalBook {
   /** Records the answer; the first one stays (a concurrent duplicate does not overwrite it). */
   async record(rec: ReversalRecord, q: Queryable = this.store): Promise<void> {
     await q.run(
-      `INSERT OR IGNORE INTO reversals (terminal_id, orig_batch, orig_stan, orig_mmdd, original_rrn, reason, outcome,
-         answer_code, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO reversals (terminal_id, orig_batch, orig_stan, orig_mmdd, original_rrn, reason, outcome,
+         answer_code, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (terminal_id, orig_batch, orig_stan, orig_mmdd) DO NOTHING`,
       [
         rec.terminalId,
         rec.batch,
@@ -174,7 +175,12 @@ export const reverse: Step = {
     // An original still in flight in this process: its outcome first (bounded by the step).
     const idKey = `${t.terminalId}|${key.stan}|`;
     for (const [k, p] of deps.inFlight) if (k.startsWith(idKey)) await p;
-    const orig = await originalOf(ctx, key);
+    let orig = await originalOf(ctx, key);
+    if (orig !== undefined && (orig.state === 'received' || orig.state === 'sent') && deps.journal.shared) {
+      // In flight on another POSP node (same database): its outcome first, as for this process's own.
+      ctx.notes.push('original-other-node');
+      orig = await deps.journal.awaitOutcome(orig, stillInFlightMs(ctx, orig));
+    }
     const rec = (outcome: ReversalOutcome, answerCode: string, q?: Queryable) =>
       book.record({ ...key, originalRrn: orig?.rrn, reason, outcome, answerCode, receivedAt: nowIso }, q);
     if (orig === undefined) {

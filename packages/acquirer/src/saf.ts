@@ -161,8 +161,8 @@ export class SafQueue {
   async enqueue(item: NewSafItem, nowIso: string, q?: Queryable): Promise<'queued' | 'already'> {
     const work = async (tx: Queryable): Promise<'queued' | 'already'> => {
       const r = await tx.run(
-        `INSERT OR IGNORE INTO saf (original_rrn, source, reason, state, pan, pan_masked, fields, attempts, next_at, created_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, 0, ?, ?)`,
+        `INSERT INTO saf (original_rrn, source, reason, state, pan, pan_masked, fields, attempts, next_at, created_at)
+         VALUES (?, ?, ?, 'pending', ?, ?, ?, 0, ?, ?) ON CONFLICT (original_rrn) DO NOTHING`,
         [
           item.originalRrn,
           item.source,
@@ -196,9 +196,9 @@ export class SafQueue {
   ): Promise<void> {
     const work = async (tx: Queryable): Promise<void> => {
       await tx.run(
-        `INSERT OR IGNORE INTO saf (original_rrn, source, reason, state, pan, pan_masked, fields, attempts, next_at,
+        `INSERT INTO saf (original_rrn, source, reason, state, pan, pan_masked, fields, attempts, next_at,
            created_at, last_attempt_at, response_code, transmission_dt, finished_at)
-         VALUES (?, ?, ?, 'done', NULL, ?, ?, 1, ?, ?, ?, ?, ?, ?)`,
+         VALUES (?, ?, ?, 'done', NULL, ?, ?, 1, ?, ?, ?, ?, ?, ?) ON CONFLICT (original_rrn) DO NOTHING`,
         [
           item.originalRrn,
           item.source,
@@ -232,6 +232,22 @@ export class SafQueue {
     return rows.map((r) => ({ ...rowToItem(r), pan: s(r.pan) }));
   }
 
+  /**
+   * Takes one due advice for a send (several POSP nodes may run the worker on one database): moves its
+   * `next_at` from `dueAt` (as `due` read it) to `leaseUntil`, in one conditional UPDATE, so that no
+   * other worker finds it due until the lease runs out. True when this worker got it; false when another
+   * took it first (or an operator changed it). `leaseUntil` is later than any `next_at` the advice had
+   * while due, so it also names this claim: the writes after the send (`attemptFailed`, `expire`,
+   * `complete`) pass it as `lease` and change nothing once another claim or an operator moved it.
+   */
+  async claim(id: number, dueAt: string, leaseUntil: string): Promise<boolean> {
+    const r = await this.store.run(
+      "UPDATE saf SET next_at = ? WHERE id = ? AND state = 'pending' AND next_at = ?",
+      [leaseUntil, id, dueAt],
+    );
+    return r.changes === 1;
+  }
+
   async get(id: number): Promise<SafItem | undefined> {
     const r = await this.store.get<Row>('SELECT * FROM saf WHERE id = ?', [id]);
     return r === undefined ? undefined : rowToItem(r);
@@ -257,18 +273,26 @@ export class SafQueue {
     nextAt: string,
     error: string,
     nowIso: string,
+    lease?: string,
   ): Promise<void> {
     await this.store.run(
-      "UPDATE saf SET attempts = ?, next_at = ?, last_error = ?, last_attempt_at = ? WHERE id = ? AND state = 'pending'",
-      [attempts, nextAt, error, nowIso, id],
+      `UPDATE saf SET attempts = ?, next_at = ?, last_error = ?, last_attempt_at = ? WHERE id = ? AND state = 'pending'${fence(lease)}`,
+      [attempts, nextAt, error, nowIso, id, ...fenceParams(lease)],
     );
   }
 
   /** Into the operator queue: still owed, no longer sent by the worker. */
-  async expire(id: number, attempts: number, error: string, nowIso: string, code?: string): Promise<void> {
+  async expire(
+    id: number,
+    attempts: number,
+    error: string,
+    nowIso: string,
+    code?: string,
+    lease?: string,
+  ): Promise<void> {
     await this.store.run(
-      "UPDATE saf SET state = 'operator', attempts = ?, last_error = ?, last_attempt_at = ?, response_code = ? WHERE id = ? AND state = 'pending'",
-      [attempts, error, nowIso, code ?? null, id],
+      `UPDATE saf SET state = 'operator', attempts = ?, last_error = ?, last_attempt_at = ?, response_code = ? WHERE id = ? AND state = 'pending'${fence(lease)}`,
+      [attempts, error, nowIso, code ?? null, id, ...fenceParams(lease)],
     );
   }
 
@@ -282,15 +306,18 @@ export class SafQueue {
     code: string,
     transmissionDt: string,
     nowIso: string,
+    lease?: string,
   ): Promise<void> {
     await this.store.transaction(async (tx) => {
       const r = await tx.get<Row>('SELECT original_rrn FROM saf WHERE id = ?', [id]);
-      await tx.run(
+      const u = await tx.run(
         `UPDATE saf SET state = 'done', pan = NULL, attempts = ?, response_code = ?, transmission_dt = ?,
-           last_attempt_at = ?, finished_at = ?, last_error = NULL WHERE id = ?`,
-        [attempts, code, transmissionDt, nowIso, nowIso, id],
+           last_attempt_at = ?, finished_at = ?, last_error = NULL WHERE id = ?${fence(lease)}`,
+        [attempts, code, transmissionDt, nowIso, nowIso, id, ...fenceParams(lease)],
       );
-      if (r !== undefined) {
+      // Lease lost (another node claimed the advice again, or the operator retried it): that send's
+      // outcome is recorded, not this one's (the issuer answers a repeated reversal with its first answer).
+      if (r !== undefined && u.changes === 1) {
         await tx.run("UPDATE journal SET reversal_state = 'reversed', reversal_code = ? WHERE rrn = ?", [
           code,
           r.original_rrn,
@@ -332,8 +359,13 @@ export class SafQueue {
     return (await this.get(id))!;
   }
 
-  /** Erased values are overwritten in the file (secure_delete) and the WAL is emptied into it. */
+  /**
+   * SQLite: erased values are overwritten in the file (secure_delete) and the WAL is emptied into it.
+   * PostgreSQL has no such statement: an erased value stays in the dead row version until VACUUM
+   * reclaims it (README: the database's own storage must be protected there).
+   */
   private async scrub(): Promise<void> {
+    if (this.store.dialect === 'postgres') return;
     try {
       await this.store.all('PRAGMA wal_checkpoint(TRUNCATE)');
     } catch {
@@ -341,6 +373,20 @@ export class SafQueue {
     }
   }
 }
+
+/** The lease condition of the writes that follow a claimed send. */
+const fence = (lease: string | undefined): string => (lease === undefined ? '' : ' AND next_at = ?');
+const fenceParams = (lease: string | undefined): string[] => (lease === undefined ? [] : [lease]);
+
+/**
+ * How long a claimed advice stays with the worker that claimed it: its send (MAC, the switch's bound,
+ * the answer's MAC) and the writes after it, with room to spare. A node that stops mid-send leaves the
+ * advice due again after this.
+ */
+export function safLeaseMs(d: Pick<ReversalSendDeps, 'switchMs' | 'hsmMs'>): number {
+  return d.switchMs + 500 + 2 * d.hsmMs + SAF_LEASE_MARGIN_MS;
+}
+export const SAF_LEASE_MARGIN_MS = 5_000;
 
 /**
  * A reversed void no longer voids: the issuer undid the void, so its purchase stands again there, and
@@ -354,6 +400,7 @@ async function restoreVoidedOriginal(tx: Queryable, reversedRrn: string): Promis
 
 /** Pins `secure_delete` on the POSP's database (called once at start). */
 export async function enableSecureDelete(store: Store): Promise<void> {
+  if (store.dialect === 'postgres') return; // SQLite only (see SafQueue.scrub)
   await store.all('PRAGMA secure_delete = ON');
 }
 
@@ -573,8 +620,11 @@ export class SafWorker {
     nowIso: string,
   ): Promise<boolean> {
     const { d } = this;
+    // Another node's worker may have read the same due advice: only the one whose claim lands sends it.
+    const lease = new Date(d.clock().getTime() + safLeaseMs(d)).toISOString();
+    if (!(await d.queue.claim(item.id, item.nextAt, lease))) return false;
     if (now.getTime() - Date.parse(item.createdAt) > d.options.maxAgeMs) {
-      await d.queue.expire(item.id, item.attempts, 'expired-max-age', nowIso);
+      await d.queue.expire(item.id, item.attempts, 'expired-max-age', nowIso, undefined, lease);
       d.log?.warn?.('saf_expired', {
         id: item.id,
         rrn: item.originalRrn,
@@ -584,7 +634,7 @@ export class SafWorker {
       return false;
     }
     if (item.pan === undefined) {
-      await d.queue.expire(item.id, item.attempts, 'no-pan', nowIso);
+      await d.queue.expire(item.id, item.attempts, 'no-pan', nowIso, undefined, lease);
       return false;
     }
     const r = await sendReversal(d, '0420', item.pan, item.fields, now);
@@ -592,29 +642,29 @@ export class SafWorker {
       // Never left the POSP (link down): not an attempt; tried again after a back-off, expired by age only.
       const wait = backoffDelayMs(d.options, Math.max(item.attempts, 1));
       const nextAt = new Date(now.getTime() + wait).toISOString();
-      await d.queue.attemptFailed(item.id, item.attempts, nextAt, r.problem, nowIso);
+      await d.queue.attemptFailed(item.id, item.attempts, nextAt, r.problem, nowIso, lease);
       return false;
     }
     const attempts = item.attempts + 1;
     if ('code' in r && classifyReversalAnswer(r.code) === 'done') {
-      await d.queue.complete(item.id, attempts, r.code, r.transmissionDateTime, nowIso);
+      await d.queue.complete(item.id, attempts, r.code, r.transmissionDateTime, nowIso, lease);
       d.log?.info('saf_delivered', { id: item.id, rrn: item.originalRrn, attempts });
       return true;
     }
     const error = 'code' in r ? `answered-${r.code}` : r.problem;
     if ('code' in r && classifyReversalAnswer(r.code) === 'operator') {
       // An issuer's decision that leaves something to undo (e.g. 13 amount differs): a person must look.
-      await d.queue.expire(item.id, attempts, error, nowIso, r.code);
+      await d.queue.expire(item.id, attempts, error, nowIso, r.code, lease);
       d.log?.warn?.('saf_expired', { id: item.id, rrn: item.originalRrn, attempts, why: error });
       return false;
     }
     if (attempts >= d.options.maxAttempts) {
-      await d.queue.expire(item.id, attempts, error, nowIso);
+      await d.queue.expire(item.id, attempts, error, nowIso, undefined, lease);
       d.log?.warn?.('saf_expired', { id: item.id, rrn: item.originalRrn, attempts, why: 'max-attempts' });
       return false;
     }
     const nextAt = new Date(now.getTime() + backoffDelayMs(d.options, attempts)).toISOString();
-    await d.queue.attemptFailed(item.id, attempts, nextAt, error, nowIso);
+    await d.queue.attemptFailed(item.id, attempts, nextAt, error, nowIso, lease);
     return false;
   }
 

@@ -1,12 +1,13 @@
 /**
  * The POSP as a process: the terminal listener (cup-pos: 2-byte length | TPDU | header | message), the
- * switch link (iso87-binary, 2-byte length, reconnecting), the HSM, the SQLite store. The TCP handler is
+ * switch link (iso87-binary, 2-byte length, reconnecting), the HSM, the store (a SQLite file, or PostgreSQL
+ * when `databasePath` is a postgres:// URL: then several POSP nodes may share it, README "More than one node"). The TCP handler is
  * the boundary: it never throws, logs one line per message, and answers with the TPDU swapped.
  */
 import { HsmClient } from '@openposp/hsm';
 import { joinCupFrame, loadSpec, replyTpdu, splitCupFrame, unpack } from '@openposp/iso8583';
 import { createLogger, FramedClient, FramedServer } from '@openposp/net';
-import { openSqliteStore, type Store } from '@openposp/store';
+import { openStore, type Store } from '@openposp/store';
 import { type Clock, localTimeOf, resolveMmdd, systemClock } from './clock.js';
 import { type AcquirerConfig, loadTerminalsFile, validateAcquirerConfig } from './config.js';
 import { AcquirerError } from './errors.js';
@@ -54,14 +55,14 @@ export interface SafOperator {
 }
 
 /**
- * Opens a POSP database for its operator queue (`posp saf list`), with or without a running POSP
- * (SQLite WAL: the POSP's worker sees a retry at its next poll).
+ * Opens a POSP database (a SQLite path or a postgres:// URL) for its operator queue (`posp saf list`),
+ * with or without a running POSP (the POSP's worker sees a retry at its next poll).
  */
 export async function openAcquirerSaf(
   databasePath: string,
   clock: Clock = systemClock,
 ): Promise<SafOperator & { close(): Promise<void> }> {
-  const store = await openSqliteStore(databasePath, { migrations: ACQUIRER_MIGRATIONS });
+  const store = await openStore(databasePath, { migrations: ACQUIRER_MIGRATIONS });
   await enableSecureDelete(store);
   const q = new SafQueue(store);
   return {
@@ -108,7 +109,7 @@ export async function openAcquirerJournal(databasePath: string): Promise<{
   inquire(key: InquiryKey): Promise<JournalEntry | undefined>;
   close(): Promise<void>;
 }> {
-  const store = await openSqliteStore(databasePath, { migrations: ACQUIRER_MIGRATIONS });
+  const store = await openStore(databasePath, { migrations: ACQUIRER_MIGRATIONS });
   const journal = new Journal(store);
   return { journal, inquire: (k) => inquireJournal(journal, k), close: () => store.close() };
 }
@@ -170,7 +171,7 @@ export async function startAcquirer(input: AcquirerConfig): Promise<AcquirerHand
       hsm = client;
     }
 
-    const store: Store = await openSqliteStore(config.databasePath, { migrations: ACQUIRER_MIGRATIONS });
+    const store: Store = await openStore(config.databasePath, { migrations: ACQUIRER_MIGRATIONS });
     closers.push(() => store.close());
     await enableSecureDelete(store);
     const saf = new SafQueue(store);

@@ -177,8 +177,9 @@ export class Batches {
 
   private async discrepancy(d: Discrepancy, nowIso: string, q: Queryable = this.store): Promise<void> {
     await q.run(
-      `INSERT OR IGNORE INTO batch_discrepancies (terminal_id, batch_no, stan, rrn, kind, terminal_amount_minor,
-         posp_amount_minor, detail, found_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO batch_discrepancies (terminal_id, batch_no, stan, rrn, kind, terminal_amount_minor,
+         posp_amount_minor, detail, found_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (terminal_id, batch_no, stan, kind) DO NOTHING`,
       [
         d.terminalId,
         d.batchNo,
@@ -211,8 +212,8 @@ export class Batches {
   ): Promise<Discrepancy | undefined> {
     return this.store.transaction(async (tx) => {
       await tx.run(
-        `INSERT OR IGNORE INTO batch_uploads (terminal_id, batch_no, stan, processing_code, amount_minor, rrn, received_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO batch_uploads (terminal_id, batch_no, stan, processing_code, amount_minor, rrn, received_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (terminal_id, batch_no, stan) DO NOTHING`,
         [
           item.terminalId,
           item.batchNo,

@@ -108,6 +108,11 @@ export interface Harness {
   config: AcquirerConfig;
   /** Closes the POSP as a crash would leave it (no drain of the store-and-forward queue) and starts it again on the same database. */
   restart(): Promise<void>;
+  /**
+   * Starts another POSP node with the same config (same database, HSM, switch, keys) and a terminal
+   * connected to it that shares the first terminal's keys and STAN counter at this moment. Closed by `close`.
+   */
+  addNode(): Promise<{ posp: AcquirerHandle; terminal: TestTerminal }>;
   close(): Promise<void>;
 }
 
@@ -127,6 +132,8 @@ export interface HarnessOptions {
    */
   saf?: AcquirerConfig['saf'];
   feeBasisPoints?: number;
+  /** The POSP's database: a SQLite path or a postgres:// URL (default: a SQLite file in the temp folder). */
+  databasePath?: string;
 }
 
 export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> {
@@ -186,7 +193,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   });
 
   const dir = mkdtempSync(join(tmpdir(), 'posp-'));
-  const dbPath = join(dir, 'posp.sqlite');
+  const dbPath = opts.databasePath ?? join(dir, 'posp.sqlite');
   const logLines: string[] = [];
   const stream = new PassThrough();
   stream.on('data', (c: Buffer) => logLines.push(...c.toString('utf8').split('\n').filter(Boolean)));
@@ -225,6 +232,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   };
   const posp = await startAcquirer(config);
   const terminal = await TestTerminal.connect(posp.port, tmkClear);
+  const extra: { posp: AcquirerHandle; terminal: TestTerminal }[] = [];
   const h: Harness = {
     posp,
     hsm,
@@ -248,7 +256,19 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       h.terminal.keys = old.keys;
       h.terminal.stan = old.stan;
     },
+    async addNode() {
+      const node = await startAcquirer(config);
+      const t = await TestTerminal.connect(node.port, tmkClear);
+      t.keys = h.terminal.keys;
+      t.stan = h.terminal.stan;
+      extra.push({ posp: node, terminal: t });
+      return { posp: node, terminal: t };
+    },
     async close() {
+      for (const n of extra.splice(0)) {
+        await n.terminal.close();
+        await n.posp.close();
+      }
       await h.terminal.close();
       await h.posp.close();
       await sw.close();
