@@ -4,7 +4,7 @@
  * and every run of 13 to 19 digits in any string is masked to first 6 + last 4, so a PAN that
  * slipped into a message text is still not written. Callers still never pass secrets on purpose.
  */
-import { appendFileSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -56,6 +56,34 @@ export interface LoggerOptions {
   now?: () => Date;
 }
 
+/**
+ * One descriptor per log file, opened for appending on first use and kept: a line is one write(2),
+ * not an open, a write and a close. O_APPEND keeps lines whole and in order when several loggers
+ * (or processes) share a file, and a `copytruncate` rotation keeps working.
+ */
+const logFiles = new Map<string, number>();
+
+function appendLine(path: string, line: string): void {
+  let fd = logFiles.get(path);
+  if (fd === undefined) {
+    fd = openSync(path, 'a');
+    logFiles.set(path, fd);
+  }
+  try {
+    writeSync(fd, line);
+  } catch (e) {
+    // The descriptor went bad (the file system was unmounted, the fd closed elsewhere): reopen once.
+    logFiles.delete(path);
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+    if ((e as NodeJS.ErrnoException).code !== 'EBADF') throw e;
+    appendLine(path, line);
+  }
+}
+
 export function createLogger(opts: LoggerOptions, base: Record<string, unknown> = {}): Logger {
   const min = LEVELS[opts.level ?? 'info'];
   const now = opts.now ?? (() => new Date());
@@ -69,7 +97,7 @@ export function createLogger(opts: LoggerOptions, base: Record<string, unknown> 
       ...(clean({ ...base, ...fields }, 0) as Record<string, unknown>),
     })}\n`;
     if (opts.stream) opts.stream.write(line);
-    else if (opts.path) appendFileSync(opts.path, line);
+    else if (opts.path) appendLine(opts.path, line);
   };
   return {
     debug: (e, f) => write('debug', e, f),

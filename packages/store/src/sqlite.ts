@@ -579,6 +579,8 @@ export async function openSqliteStore(path: string, opts: SqliteOptions): Promis
     db.pragma('synchronous = OFF');
     db.pragma('wal_autocheckpoint = 0');
     db.pragma('foreign_keys = ON');
+    // Savepoint sub-journals and sort/temporary b-trees in memory, not in files under /var/tmp.
+    db.pragma('temp_store = MEMORY');
     db.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? SQLITE_BUSY_TIMEOUT_MS_DEFAULT)}`);
     migrate(db, opts.migrations);
   } catch (e) {
