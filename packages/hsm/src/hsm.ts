@@ -7,7 +7,7 @@
  * key is not returned. Sensitive activities (by default generating a ZMK and forming a ZMK or TMK from
  * clear components) need the authorized state (auth.ts).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   adjustOddParity,
   assertCounterUsableAes,
@@ -861,13 +861,24 @@ export class Hsm {
 
   /** M6: a MAC under a TAK or ZAK whose usage fits the algorithm (MAC_KEY_USAGES), mode C or G. */
   generateMac(req: MacRequest): Uint8Array {
-    return this.#mac(req, false, (k, o) => cryptoGenerateMac(req.algorithm, k.key, req.data, o));
+    return this.#mac(
+      req,
+      false,
+      (k, o) => k.macTdes(req.algorithm, req.data, o) ?? cryptoGenerateMac(req.algorithm, k.key, req.data, o),
+    );
   }
 
   /** M8: true when `req.mac` is the MAC of the data (constant-time compare); mode C or V. */
   verifyMac(req: VerifyMacRequest): boolean {
     if (!(req.mac instanceof Uint8Array)) throw new TypeError('mac must be a Uint8Array');
-    return this.#mac(req, true, (k, o) => cryptoVerifyMac(req.algorithm, k.key, req.data, req.mac, o));
+    return this.#mac(req, true, (k, o) => {
+      const expected = k.macTdes(req.algorithm, req.data, o);
+      if (expected === undefined) return cryptoVerifyMac(req.algorithm, k.key, req.data, req.mac, o);
+      // Constant time over the expected length; a MAC of another length is simply wrong.
+      const ok = expected.length === req.mac.length && timingSafeEqual(expected, req.mac);
+      wipe(expected);
+      return ok;
+    });
   }
 
   // --- DUKPT initial key (IK) ---

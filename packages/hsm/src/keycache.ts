@@ -16,7 +16,7 @@
  * (called when the HSM is destroyed).
  */
 import { type Cipher, type Decipher, createCipheriv, createDecipheriv } from 'node:crypto';
-import { wipe } from '@openposp/crypto';
+import { type MacAlgorithm, type MacOptions, padIso9797, wipe } from '@openposp/crypto';
 import type { KeyAttributes } from './keystore.js';
 
 export const KEY_CACHE_ENTRIES_DEFAULT = 1024;
@@ -62,10 +62,86 @@ export class CachedKey {
     return this.#dec.update(data);
   }
 
+  /**
+   * Single-DES objects of the key's halves (DES as EDE with the half repeated), for MAC algorithm 3:
+   * K1 in CBC for the chain, K2 (decrypt) and K3 or K1 in ECB for the output transformation.
+   * The CBC object keeps its chaining value between calls: `#cbcLast` is that value (the last block
+   * it produced), XORed into the next message's first block so that each MAC starts from a zero IV.
+   */
+  #cbcK1: Cipher | undefined;
+  #cbcLast: Buffer = Buffer.alloc(8);
+  #desK1: Cipher | undefined;
+  #desK2: Decipher | undefined;
+  #desK3: Cipher | undefined;
+
+  #des<T extends Cipher | Decipher>(part: number, mode: 'ecb' | 'cbc', decrypt: boolean): T {
+    const half = this.key.subarray(part * 8, part * 8 + 8);
+    const k = new Uint8Array(24);
+    k.set(half, 0);
+    k.set(half, 8);
+    k.set(half, 16);
+    const iv = mode === 'cbc' ? Buffer.alloc(8) : null;
+    try {
+      return (decrypt ? createDecipheriv : createCipheriv)(`des-ede3-${mode}`, k, iv).setAutoPadding(
+        false,
+      ) as T;
+    } finally {
+      wipe(k);
+    }
+  }
+
+  /**
+   * The per-transaction MACs of a TDES key from this entry's kept cipher objects: ISO/IEC 9797-1 MAC
+   * algorithm 3 (X9.19: DES-CBC under K1, then decrypt under K2, encrypt under K3 or K1) and the UnionPay
+   * POS ECB MAC (what `@openposp/crypto`'s macIso9797Alg3 and macCupEcb compute; a test holds them
+   * equal on random keys and data). Undefined for any other algorithm or key, which the caller computes
+   * through `@openposp/crypto`. The caller has validated length and padding.
+   */
+  macTdes(alg: MacAlgorithm, data: Uint8Array, opts: MacOptions): Uint8Array | undefined {
+    if (this.attrs.algorithm !== 'T' || (this.key.length !== 16 && this.key.length !== 24)) return undefined;
+    const length = opts.length ?? 8;
+    if (alg === 'cup-ecb') {
+      // A padding option is refused by @openposp/crypto for this MAC: leave that answer to it.
+      if (this.key.length !== 16 || opts.padding !== undefined) return undefined;
+      const r = new Uint8Array(8);
+      for (let i = 0; i < data.length; i++) r[i & 7]! ^= data[i]!;
+      const h = Buffer.from(Buffer.from(r).toString('hex').toUpperCase(), 'latin1');
+      const e1 = this.encryptEcb(h.subarray(0, 8));
+      for (let i = 0; i < 8; i++) e1[i]! ^= h[8 + i]!;
+      const e2 = this.encryptEcb(e1);
+      const mac = Buffer.from(Buffer.from(e2).toString('hex').toUpperCase().slice(0, length), 'latin1');
+      wipe(r, h, e1, e2);
+      return new Uint8Array(mac);
+    }
+    if (alg !== 'iso9797-1-3') return undefined;
+    if (this.#cbcK1 === undefined) {
+      this.#cbcK1 = this.#des<Cipher>(0, 'cbc', false);
+      this.#cbcLast.fill(0);
+    }
+    this.#desK1 ??= this.#des<Cipher>(0, 'ecb', false);
+    this.#desK2 ??= this.#des<Decipher>(1, 'ecb', true);
+    if (this.key.length === 24) this.#desK3 ??= this.#des<Cipher>(2, 'ecb', false);
+    const padded = padIso9797(data, opts.padding ?? 1, 8);
+    for (let i = 0; i < 8; i++) padded[i]! ^= this.#cbcLast[i]!;
+    const chain = this.#cbcK1.update(padded);
+    const h = chain.subarray(chain.length - 8);
+    h.copy(this.#cbcLast);
+    const d = this.#desK2.update(h);
+    const g = (this.#desK3 ?? this.#desK1).update(d);
+    const mac = new Uint8Array(g.subarray(0, length));
+    wipe(padded, chain, d, g);
+    return mac;
+  }
+
   destroy(): void {
     wipe(this.key);
     this.#enc = undefined;
     this.#dec = undefined;
+    this.#cbcK1 = undefined;
+    this.#cbcLast.fill(0);
+    this.#desK1 = undefined;
+    this.#desK2 = undefined;
+    this.#desK3 = undefined;
   }
 }
 

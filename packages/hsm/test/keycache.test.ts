@@ -55,3 +55,42 @@ test('a cached key is checked against every operation; a tampered block never re
   off.translatePinTpkToZpk(req);
   assert.equal(off.keyCacheStats.entries, 0);
 });
+
+test('the cached-cipher MACs equal @openposp/crypto on random keys and data (X9.19 paddings 1-3, CUP ECB; lengths 4-8)', async () => {
+  const { randomBytes } = await import('node:crypto');
+  const { macCupEcb, macIso9797Alg3 } = await import('@openposp/crypto');
+  const tak: KeyAttributes = { ...a, usage: 'M1', modeOfUse: 'C' };
+  for (let n = 0; n < 300; n++) {
+    const keyLen = n % 3 === 0 ? 24 : 16;
+    const key = new Uint8Array(randomBytes(keyLen));
+    const data = new Uint8Array(randomBytes(n % 70));
+    const length = 4 + (n % 5);
+    const padding = ((n % 3) + 1) as 1 | 2 | 3;
+    const k = new CachedKey(new Uint8Array(key), tak);
+    // Twice: the kept cipher objects must be as fresh on the second call as on the first.
+    for (let rep = 0; rep < 2; rep++) {
+      assert.deepEqual(
+        k.macTdes('iso9797-1-3', data, { padding, length }),
+        macIso9797Alg3(key, data, { padding, length }),
+        `X9.19 key ${keyLen} bytes, ${data.length} bytes, padding ${padding}`,
+      );
+      if (keyLen === 16)
+        assert.deepEqual(k.macTdes('cup-ecb', data, { length }), macCupEcb(key, data, { length }));
+    }
+    assert.equal(k.macTdes('cup-ecb', data, { padding: 1 }), undefined, 'left to crypto, which refuses it');
+    assert.equal(k.macTdes('cmac', data, {}), undefined);
+  }
+  const aes = new CachedKey(new Uint8Array(randomBytes(16)), { ...tak, algorithm: 'A' });
+  assert.equal(aes.macTdes('iso9797-1-3', new Uint8Array(8), {}), undefined);
+});
+
+test('one kept X9.19 chain serves many messages in a row, each from a zero IV', async () => {
+  const { randomBytes } = await import('node:crypto');
+  const { macIso9797Alg3 } = await import('@openposp/crypto');
+  const key = new Uint8Array(randomBytes(16));
+  const k = new CachedKey(new Uint8Array(key), { ...a, usage: 'M1', modeOfUse: 'C' });
+  for (let n = 0; n < 200; n++) {
+    const data = new Uint8Array(randomBytes((n * 7) % 300));
+    assert.deepEqual(k.macTdes('iso9797-1-3', data, {}), macIso9797Alg3(key, data), `message ${n}`);
+  }
+});
