@@ -24,9 +24,9 @@ commands:
   chaos      seeded run of the network under faults and kills, then the auditor of docs/invariants.md
   load       load --terminals N --duration S [--rate R] [--json]: simulated terminals, throughput and latency
   hsm        the HSM: LMK ceremony (init), serve, audit verify
-  issuer     issuer serve --config FILE
-  switch     switch serve --config FILE
-  acquirer   acquirer serve --config FILE (the POSP)
+  issuer     issuer serve --config FILE [--db PATH|postgres://…]
+  switch     switch serve --config FILE [--db PATH|postgres://…]
+  acquirer   acquirer serve --config FILE [--db PATH|postgres://…] (the POSP)
   help       this text
 `;
 

@@ -44,7 +44,7 @@ import {
   readClearingFiles,
   reconcile,
 } from '@openposp/recon';
-import { openSqliteStore } from '@openposp/store';
+import { openStore } from '@openposp/store';
 import { SwitchJournal, writeSwitchClearingFile } from '@openposp/switch';
 import { describeError, parseFlags, required } from './args.js';
 import { CliError } from './errors.js';
@@ -105,7 +105,7 @@ export async function writeClearingFiles(
 ): Promise<{ party: string; path: string; records: number }[]> {
   const written: { party: string; path: string; records: number }[] = [];
   const pospConfig = loadAcquirerConfig(m.posp.config);
-  const posp = await openSqliteStore(m.posp.database, { migrations: ACQUIRER_MIGRATIONS });
+  const posp = await openStore(m.posp.database, { migrations: ACQUIRER_MIGRATIONS });
   try {
     const r = await writeClearingFileOf(posp, out, date, pospConfig.utcOffsetMinutes);
     written.push({ party: 'acquirer', path: r.path, records: r.records.length });
@@ -120,7 +120,7 @@ export async function writeClearingFiles(
   }
   for (const i of m.issuers) {
     const cfg = loadIssuerConfig(i.config);
-    const store = await openSqliteStore(i.database, { migrations: ISSUER_MIGRATIONS });
+    const store = await openStore(i.database, { migrations: ISSUER_MIGRATIONS });
     try {
       const r = await writeIssuerClearingFile(store, {
         dir: out,
@@ -153,7 +153,7 @@ export async function applyRefunds(
     if (entry === undefined)
       throw new CliError('CLI_REQUEST_INVALID', `reconcile: no issuer ${id} in the network`);
     const cfg = loadIssuerConfig(entry.config);
-    const store = await openSqliteStore(entry.database, { migrations: ISSUER_MIGRATIONS });
+    const store = await openStore(entry.database, { migrations: ISSUER_MIGRATIONS });
     try {
       const issuer = await Issuer.open({
         store,
@@ -204,7 +204,7 @@ export async function applyAcquirerResolutions(
   );
   if (list.length === 0) return [];
   const applied: AppliedResolution[] = [];
-  const posp = await openSqliteStore(m.posp.database, { migrations: ACQUIRER_MIGRATIONS });
+  const posp = await openStore(m.posp.database, { migrations: ACQUIRER_MIGRATIONS });
   try {
     for (const x of list) {
       const r = x.resolution;

@@ -4,6 +4,10 @@
  * until SIGINT/SIGTERM, then closed cleanly (listener, links, database, HSM client).
  *
  * On start it prints one line, `posp <service>: listening on 127.0.0.1:PORT`, which `posp up` waits for.
+ *
+ * `--db TARGET` replaces the config's `databasePath`: a SQLite file, or a `postgres://` URL (the state in
+ * PostgreSQL; several POSP or issuer processes may share one database). Put the password in PGPASSWORD
+ * (or ~/.pgpass), not in the URL: other local users see command lines (`ps`).
  */
 import { describeError, parseFlags, required } from './args.js';
 import { CliError } from './errors.js';
@@ -22,38 +26,43 @@ interface Running {
  * Starts one service from its config file (also used in process by the tests). Each service's package is
  * loaded only when that service is started: a process runs one service and loads only its code.
  */
-export async function startServiceFromFile(service: ServiceName, configPath: string): Promise<Running> {
+export async function startServiceFromFile(
+  service: ServiceName,
+  configPath: string,
+  opts: { db?: string | undefined } = {},
+): Promise<Running> {
+  const db = opts.db === undefined ? {} : { databasePath: opts.db };
   switch (service) {
     case 'issuer': {
       const { loadIssuerConfig, startIssuer } = await import('@openposp/issuer');
       const c = loadIssuerConfig(configPath);
-      const h = await startIssuer(c);
+      const h = await startIssuer({ ...c, ...db });
       return { port: h.port, host: c.listen.host ?? '127.0.0.1', close: () => h.close() };
     }
     case 'switch': {
       const { loadSwitchConfigFile, startSwitch } = await import('@openposp/switch');
       const c = await loadSwitchConfigFile(configPath);
-      const h = await startSwitch(c);
+      const h = await startSwitch({ ...c, ...db });
       return { port: h.port, host: c.listen.host ?? '127.0.0.1', close: () => h.close() };
     }
     case 'acquirer': {
       const { loadAcquirerConfig, startAcquirer } = await import('@openposp/acquirer');
       const c = loadAcquirerConfig(configPath);
-      const h = await startAcquirer(c);
+      const h = await startAcquirer({ ...c, ...db });
       return { port: h.port, host: c.listen.host ?? '127.0.0.1', close: () => h.close() };
     }
   }
 }
 
 export async function serveCommand(service: ServiceName, args: string[], io: Io): Promise<number> {
-  const usage = `usage: posp ${service} serve --config FILE\n`;
+  const usage = `usage: posp ${service} serve --config FILE [--db PATH|postgres://…]\n`;
   let running: Running;
   try {
     if (args[0] !== 'serve') throw new CliError('CLI_REQUEST_INVALID', `expected \`${service} serve\``);
-    const f = parseFlags(args.slice(1), { values: ['config'] });
+    const f = parseFlags(args.slice(1), { values: ['config', 'db'] });
     if (f.positional.length > 0)
       throw new CliError('CLI_REQUEST_INVALID', 'serve takes no positional argument');
-    running = await startServiceFromFile(service, required(f, 'config'));
+    running = await startServiceFromFile(service, required(f, 'config'), { db: f.values.get('db') });
   } catch (e) {
     if (e instanceof CliError && e.code === 'CLI_REQUEST_INVALID') {
       io.stderr.write(`posp ${service}: ${e.message}\n${usage}`);

@@ -24,6 +24,18 @@ test('posp load: bounds on --terminals, --duration and --rate are named errors',
       'posp load: --rate: must be an integer from 1 to 100000\n',
     ],
     [['--terminals', '2', '--duration', '2', '--bogus'], 'posp load: --bogus: unknown option\n'],
+    [
+      ['--terminals', '2', '--duration', '2', '--db', 'x.sqlite'],
+      'posp load: --db: must be a postgres:// or postgresql:// URL\n',
+    ],
+    [
+      ['--terminals', '2', '--duration', '2', '--posp-nodes', '0'],
+      'posp load: --posp-nodes: must be an integer from 1 to 16\n',
+    ],
+    [
+      ['--terminals', '2', '--duration', '2', '--posp-nodes', '2'],
+      'posp load: --posp-nodes: more than one POSP node needs --db postgres://…\n',
+    ],
   ];
   for (const [args, err] of cases) {
     const r = await runPosp(['load', ...args]);

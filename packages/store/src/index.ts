@@ -19,3 +19,4 @@ export {
 } from './postgres.js';
 export { numberPlaceholders } from './placeholders.js';
 export { postgresDdl } from './ddl.js';
+export { createPostgresDatabase, POSTGRES_DATABASE_NAME, postgresUrlWithDatabase } from './admin.js';

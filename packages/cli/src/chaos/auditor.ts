@@ -6,7 +6,7 @@
  */
 import { ACQUIRER_MIGRATIONS } from '@openposp/acquirer';
 import { auditLedger, ISSUER_MIGRATIONS } from '@openposp/issuer';
-import { openSqliteStore, type Store } from '@openposp/store';
+import { openStore, type Store } from '@openposp/store';
 import type { NetworkManifest } from '../network/layout.js';
 
 /** At most this many detail lines per invariant in the report. */
@@ -79,10 +79,10 @@ function result(id: string, details: string[]): InvariantResult {
 
 async function withStore<T>(
   path: string,
-  migrations: Parameters<typeof openSqliteStore>[1]['migrations'],
+  migrations: Parameters<typeof openStore>[1]['migrations'],
   fn: (s: Store) => Promise<T>,
 ): Promise<T> {
-  const s = await openSqliteStore(path, { migrations });
+  const s = await openStore(path, { migrations });
   try {
     return await fn(s);
   } finally {

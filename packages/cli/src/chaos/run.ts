@@ -519,11 +519,11 @@ async function pospSettlement(net: ChaosNetwork, dates: string[]): Promise<Map<s
 
 /** Reversals the issuers recorded (0400s that reached them, first arrivals). */
 async function countIssuerReversals(m: ChaosNetwork['m']): Promise<number> {
-  const { openSqliteStore } = await import('@openposp/store');
+  const { openStore } = await import('@openposp/store');
   const { ISSUER_MIGRATIONS } = await import('@openposp/issuer');
   let n = 0;
   for (const i of m.issuers) {
-    const s = await openSqliteStore(i.database, { migrations: ISSUER_MIGRATIONS });
+    const s = await openStore(i.database, { migrations: ISSUER_MIGRATIONS });
     try {
       n +=
         (await s.get<{ n: number }>("SELECT COUNT(*) AS n FROM transactions WHERE msg_class = '04'"))?.n ?? 0;

@@ -1,16 +1,19 @@
 /**
- * `posp load --terminals N --duration S [--rate R] [--json] [--dir D]`: simulated terminals doing the
+ * `posp load --terminals N --duration S [--rate R] [--json] [--dir D] [--db URL] [--posp-nodes N]`: simulated terminals doing the
  * whole chain over loopback TCP (sign-in, then 1.00 purchases with PINs) against the network started
  * in this process (see run.ts), a live progress line on stderr, then the figures.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { isPostgresUrl } from '@openposp/store';
 import { describeError, parseFlags, required } from '../args.js';
 import { CliError } from '../errors.js';
 import type { Io } from '../main.js';
 import {
+  LOAD_DATABASE_PREFIX,
   LOAD_DURATION_MAX_S,
+  LOAD_POSP_NODES_MAX,
   LOAD_RATE_MAX,
   LOAD_TERMINALS_MAX,
   type LoadOptions,
@@ -19,6 +22,7 @@ import {
 } from './run.js';
 
 const USAGE = `usage: posp load --terminals N --duration S [--rate R] [--json] [--dir D]
+                 [--db postgres://USER@HOST:PORT/DB] [--posp-nodes N]
 
   Starts the network (HSM, two issuers, switch, POSP) in this process over loopback TCP and drives it
   with N simulated terminals (1..${LOAD_TERMINALS_MAX}) for S seconds (1..${LOAD_DURATION_MAX_S}): each signs in,
@@ -29,6 +33,12 @@ const USAGE = `usage: posp load --terminals N --duration S [--rate R] [--json] [
   --dir D: a network directory to set up once and reuse (load terminals and cards are added to it);
   it must not be running (posp up): this command binds its ports itself. Without --dir, a temporary
   directory is set up and removed.
+  --db URL: the hosts' state (POSP, switch, issuers) in PostgreSQL: when the network is set up, the
+  databases ${LOAD_DATABASE_PREFIX}_posp, _switch, _bank_a, _bank_b are made afresh on that server (the
+  URL's user needs CREATEDB); a --dir set up with --db keeps using them. Give the password in
+  PGPASSWORD, not in the URL (ps shows command lines).
+  --posp-nodes N: the POSP as N child processes (1..${LOAD_POSP_NODES_MAX}), each its own port, on one database;
+  terminal k talks to node k mod N. More than one needs --db.
 `;
 
 function intFlag(v: string, name: string, min: number, max: number): number {
@@ -45,7 +55,7 @@ export interface LoadArgs extends Omit<LoadOptions, 'dir' | 'progress'> {
 
 export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
   const f = parseFlags(args, {
-    values: ['terminals', 'duration', 'rate', 'dir'],
+    values: ['terminals', 'duration', 'rate', 'dir', 'db', 'posp-nodes'],
     switches: ['json', 'help'],
   });
   if (f.switches.has('help')) return 'help';
@@ -53,12 +63,24 @@ export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
     throw new CliError('CLI_REQUEST_INVALID', `unexpected argument ${f.positional[0]}`);
   const rate = f.values.get('rate');
   const dir = f.values.get('dir');
+  const db = f.values.get('db');
+  if (db !== undefined && !isPostgresUrl(db))
+    throw new CliError('CLI_REQUEST_INVALID', '--db: must be a postgres:// or postgresql:// URL');
+  const nodes = f.values.get('posp-nodes');
+  const pospNodes = nodes === undefined ? undefined : intFlag(nodes, 'posp-nodes', 1, LOAD_POSP_NODES_MAX);
+  if (pospNodes !== undefined && pospNodes > 1 && db === undefined && dir === undefined)
+    throw new CliError(
+      'CLI_REQUEST_INVALID',
+      '--posp-nodes: more than one POSP node needs --db postgres://…',
+    );
   return {
     terminals: intFlag(required(f, 'terminals'), 'terminals', 1, LOAD_TERMINALS_MAX),
     durationS: intFlag(required(f, 'duration'), 'duration', 1, LOAD_DURATION_MAX_S),
     ...(rate !== undefined ? { rate: intFlag(rate, 'rate', 1, LOAD_RATE_MAX) } : {}),
     json: f.switches.has('json'),
     ...(dir !== undefined ? { dir } : {}),
+    ...(db !== undefined ? { db } : {}),
+    ...(pospNodes !== undefined ? { pospNodes } : {}),
   };
 }
 
@@ -74,6 +96,7 @@ export function textOfLoad(r: LoadResult): string {
     .join(', ');
   return [
     `terminals   ${r.terminals}, ${r.rate !== undefined ? `open loop at ${r.rate}/s` : 'closed loop'}, ${r.elapsedS} s`,
+    `posp        ${r.pospNodes === undefined ? 'in this process' : `${r.pospNodes} node${r.pospNodes > 1 ? 's' : ''} (processes)`}, state in ${r.database === 'postgres' ? 'PostgreSQL' : 'SQLite'}`,
     `throughput  ${r.tps} authorizations/s (approved)`,
     `latency     p50 ${r.p50Ms} ms  p95 ${r.p95Ms} ms  p99 ${r.p99Ms} ms`,
     `cpu         ${r.cpuMsPerAuth} ms per authorization (this process, user + system)`,
@@ -98,6 +121,8 @@ export async function loadCommand(args: string[], io: Io): Promise<number> {
       terminals: a.terminals,
       durationS: a.durationS,
       ...(a.rate !== undefined ? { rate: a.rate } : {}),
+      ...(a.db !== undefined ? { db: a.db } : {}),
+      ...(a.pospNodes !== undefined ? { pospNodes: a.pospNodes } : {}),
       dir,
       ...(a.json
         ? {}

@@ -11,9 +11,16 @@
  * omission). Nothing queues: a slot is only a number.
  *
  * Everything, terminals included, shares this Node process (one JavaScript thread): the figure is what
- * one core carries for the whole chain plus the terminals' own work.
+ * one core carries for the whole chain plus the terminals' own work. Except with `pospNodes`: then the
+ * POSP runs as that many child processes (`posp acquirer serve`, each its own port and core), the
+ * terminals spread across them (terminal k talks to node k mod N), all on one database.
+ *
+ * `db` (a postgres:// URL): the hosts' state (POSP, switch, each issuer) in PostgreSQL, a database each
+ * (`openposp_load_posp`, `openposp_load_switch`, `openposp_load_<issuer>`), made afresh on that server
+ * when the network is set up; the directory remembers them (network.json) and later runs reuse them.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import {
   type AcquirerConfig,
   type AcquirerHandle,
@@ -21,13 +28,16 @@ import {
   startAcquirer,
 } from '@openposp/acquirer';
 import { fromHex } from '@openposp/crypto';
+import { createPostgresDatabase, isPostgresUrl } from '@openposp/store';
 import { openSealedLmk, type RunningHsm } from '@openposp/hsm';
 import { type IssuerHandle, loadIssuerConfig, startIssuer } from '@openposp/issuer';
 import { loadSwitchConfigFile, startSwitch, type SwitchHandle } from '@openposp/switch';
 import { loadTerminalConfig, PINPAD_SCRYPT_N_MIN, startTerminal, type Terminal } from '@openposp/terminal';
 import { CliError } from '../errors.js';
 import { hasManifest, layoutOf, type NetworkManifest, readManifest } from '../network/layout.js';
-import { setupNetwork } from '../network/setup.js';
+import { type ServiceProcess, startServiceProcess, stopServiceProcess } from '../network/processes.js';
+import { DEMO_ISSUERS } from '../network/cards.js';
+import { freePorts, setupNetwork } from '../network/setup.js';
 import { cardOfTerminal, ensureLoadSetup, type LoadTerminal, track2OfLoadCard } from './setup.js';
 
 /** At most this many simulated terminals. */
@@ -36,6 +46,10 @@ export const LOAD_TERMINALS_MAX = 64;
 export const LOAD_DURATION_MAX_S = 300;
 /** At most this rate, authorizations/s (open loop). */
 export const LOAD_RATE_MAX = 100_000;
+/** At most this many POSP processes (`--posp-nodes`). */
+export const LOAD_POSP_NODES_MAX = 16;
+/** The databases `--db` makes on the server: `<prefix>_posp`, `<prefix>_switch`, `<prefix>_<issuer>`. */
+export const LOAD_DATABASE_PREFIX = 'openposp_load';
 /** Each purchase's amount, minor units (1.00). */
 export const LOAD_AMOUNT_MINOR = 100;
 /**
@@ -56,6 +70,10 @@ export interface LoadOptions {
   dir: string;
   /** Progress lines (setup) and the live line (`\r`-refreshed); none when undefined. */
   progress?: (line: string, live: boolean) => void;
+  /** A postgres:// server URL: the hosts' state in PostgreSQL (see the file comment). */
+  db?: string;
+  /** Run the POSP as this many child processes on one database instead of in this process. */
+  pospNodes?: number;
 }
 
 export interface LoadResult {
@@ -72,6 +90,10 @@ export interface LoadResult {
   cpuMsPerAuth: number;
   terminals: number;
   rate?: number;
+  /** Where the hosts kept their state. */
+  database: 'sqlite' | 'postgres';
+  /** POSP child processes, when the POSP did not run in this process. */
+  pospNodes?: number;
 }
 
 /** Nearest-rank percentile of sorted values (0 when empty). */
@@ -88,7 +110,11 @@ interface Services {
   hsm: RunningHsm;
   issuers: IssuerHandle[];
   sw: SwitchHandle;
-  posp: AcquirerHandle;
+  /** The POSP in this process, or its nodes as child processes. */
+  posp: AcquirerHandle | undefined;
+  nodes: ServiceProcess[];
+  /** The port terminal k talks to: `ports[k % ports.length]`. */
+  ports: number[];
 }
 
 /** Refuses a directory whose network is running (`posp up`): this run binds the same ports. */
@@ -110,25 +136,51 @@ async function assertPortsFree(m: NetworkManifest): Promise<void> {
   }
 }
 
-async function startServices(m: NetworkManifest, hsm: RunningHsm): Promise<Services> {
+async function startServices(m: NetworkManifest, hsm: RunningHsm, pospNodes?: number): Promise<Services> {
   const issuers: IssuerHandle[] = [];
   let sw: SwitchHandle | undefined;
+  const nodes: ServiceProcess[] = [];
   try {
     for (const i of m.issuers) issuers.push(await startIssuer(loadIssuerConfig(i.config)));
     sw = await startSwitch(await loadSwitchConfigFile(m.switch.config));
     loadAcquirerConfig(m.posp.config);
     const pospConfig = JSON.parse(readFileSync(m.posp.config, 'utf8')) as AcquirerConfig;
-    const posp = await startAcquirer(pospConfig);
-    return { hsm, issuers, sw, posp };
+    if (pospNodes === undefined) {
+      const posp = await startAcquirer(pospConfig);
+      return { hsm, issuers, sw, posp, nodes, ports: [posp.port] };
+    }
+    // Each node: the POSP's config with its own port and log, the same database, its own process.
+    const ports = await freePorts(pospNodes, m.host);
+    for (const [k, port] of ports.entries()) {
+      const config = join(dirname(m.posp.config), `load-node-${k + 1}.json`);
+      const node = {
+        ...pospConfig,
+        listen: { ...pospConfig.listen, port },
+        logPath: join(m.logs, `posp-load-node-${k + 1}.log`),
+      };
+      writeFileSync(config, `${JSON.stringify(node, null, 2)}\n`, { mode: 0o600 });
+      nodes.push(
+        await startServiceProcess(
+          `posp-load-node-${k + 1}`,
+          ['acquirer', 'serve', '--config', config],
+          port,
+          m.host,
+          m.logs,
+        ),
+      );
+    }
+    return { hsm, issuers, sw, posp: undefined, nodes, ports };
   } catch (e) {
+    for (const n of nodes) await stopServiceProcess(n).catch(() => {});
     if (sw) await sw.close().catch(() => {});
     for (const i of issuers) await i.close().catch(() => {});
     throw e;
   }
 }
 
-async function openLoadTerminal(t: LoadTerminal): Promise<Terminal> {
-  const config = loadTerminalConfig(t.config);
+async function openLoadTerminal(t: LoadTerminal, pospPort: number): Promise<Terminal> {
+  const base = loadTerminalConfig(t.config);
+  const config = { ...base, posp: { ...base.posp, port: pospPort } };
   const secret = fromHex(readFileSync(t.deviceSecretFile, 'utf8').trim(), 'deviceSecret');
   try {
     return await startTerminal(config, { deviceSecret: secret, pinPadScryptN: PINPAD_SCRYPT_N_MIN });
@@ -143,34 +195,66 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let m: NetworkManifest;
   if (hasManifest(dir)) {
     m = readManifest(dir);
+    if (opts.db !== undefined && !isPostgresUrl(m.posp.database))
+      throw new CliError(
+        'CLI_REQUEST_INVALID',
+        '--db: this directory keeps its state in SQLite files; give a new --dir (or none) with --db',
+      );
     await assertPortsFree(m);
   } else {
+    let databaseOf: ((service: string) => string | undefined) | undefined;
+    if (opts.db !== undefined) {
+      const made = new Map<string, string>();
+      for (const service of ['posp', 'switch', ...DEMO_ISSUERS.map((i) => i.id)]) {
+        const name = `${LOAD_DATABASE_PREFIX}_${service.replace(/-/g, '_')}`;
+        made.set(service, await createPostgresDatabase(opts.db, name, { replace: true }));
+      }
+      say(
+        `PostgreSQL: databases ${[...made.values()].map((u) => new URL(u).pathname.slice(1)).join(', ')} made afresh`,
+      );
+      databaseOf = (service) => made.get(service);
+    }
     say(`setting up a network in ${dir} (key ceremonies, demo cards)`);
-    m = await setupNetwork(dir, { pinPadScryptN: PINPAD_SCRYPT_N_MIN });
+    m = await setupNetwork(dir, {
+      pinPadScryptN: PINPAD_SCRYPT_N_MIN,
+      ...(databaseOf ? { databaseOf } : {}),
+    });
   }
+  if (opts.pospNodes !== undefined && opts.pospNodes > 1 && !isPostgresUrl(m.posp.database))
+    throw new CliError(
+      'CLI_REQUEST_INVALID',
+      '--posp-nodes: more than one POSP node needs the state in PostgreSQL (--db postgres://…)',
+    );
   const lmk = openSealedLmk(m.hsm.sealed, { componentFiles: m.hsm.components });
   let services: Services | undefined;
   const terminals: Terminal[] = [];
   try {
     const { hsm, load } = await ensureLoadSetup(dir, m, lmk, opts.terminals, say);
     try {
-      services = await startServices(m, hsm);
+      services = await startServices(m, hsm, opts.pospNodes);
     } catch (e) {
       await hsm.stop();
       throw e;
     }
-    for (const t of load.terminals.slice(0, opts.terminals)) terminals.push(await openLoadTerminal(t));
+    const ports = services.ports;
+    for (const [k, t] of load.terminals.slice(0, opts.terminals).entries())
+      terminals.push(await openLoadTerminal(t, ports[k % ports.length]!));
     for (const [k, t] of terminals.entries()) {
       const r = await t.signIn();
       if (r.status !== 'approved')
         throw new CliError('CLI_INTERNAL', `sign-in of load terminal ${k + 1}: ${r.status}`);
     }
     say(`${terminals.length} terminals signed in; running ${opts.durationS} s`);
-    return await drive(terminals, opts);
+    return {
+      ...(await drive(terminals, opts)),
+      database: isPostgresUrl(m.posp.database) ? 'postgres' : 'sqlite',
+      ...(opts.pospNodes !== undefined ? { pospNodes: opts.pospNodes } : {}),
+    };
   } finally {
     for (const t of terminals) await t.close().catch(() => {});
     if (services) {
-      await services.posp.close().catch(() => {});
+      await services.posp?.close().catch(() => {});
+      for (const n of services.nodes) await stopServiceProcess(n).catch(() => {});
       await services.sw.close().catch(() => {});
       for (const i of services.issuers) await i.close().catch(() => {});
       await services.hsm.stop().catch(() => {});
@@ -180,7 +264,10 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
 }
 
 /** The timed part: every terminal's loop, the progress line, the figures. */
-async function drive(terminals: Terminal[], opts: LoadOptions): Promise<LoadResult> {
+async function drive(
+  terminals: Terminal[],
+  opts: LoadOptions,
+): Promise<Omit<LoadResult, 'database' | 'pospNodes'>> {
   let latencies = new Float64Array(1 << 16);
   let count = 0;
   let approved = 0;

@@ -30,7 +30,7 @@ import {
   serveHsm,
 } from '@openposp/hsm';
 import { Issuer, ISSUER_MIGRATIONS } from '@openposp/issuer';
-import { openSqliteStore } from '@openposp/store';
+import { openStore } from '@openposp/store';
 import { PinPad, PINPAD_SCRYPT_N_MIN, startTerminal, TERMINAL_SLOTS } from '@openposp/terminal';
 import { CliError } from '../errors.js';
 import { DEMO_ISSUERS, luhnDigit, SETTLEMENT_ACCOUNT_ID } from '../network/cards.js';
@@ -246,7 +246,7 @@ async function enrolLoadCards(
     scryptN: PINPAD_SCRYPT_N_MIN,
   });
   wipe(padSecret);
-  const store = await openSqliteStore(entry.database, { migrations: ISSUER_MIGRATIONS });
+  const store = await openStore(entry.database, { migrations: ISSUER_MIGRATIONS });
   try {
     const method = loadCard(issuerId, 0).pinMethod;
     const row = await store.get<{ pvk: string; pvki: string | null }>(

@@ -53,7 +53,8 @@ function probePort(host: string, port: number): Promise<boolean> {
   });
 }
 
-function startOne(
+/** Starts one `posp <args>` child and waits for its ready line and port (also `posp load --posp-nodes`). */
+export function startServiceProcess(
   name: string,
   args: string[],
   port: number,
@@ -113,7 +114,8 @@ function startOne(
   });
 }
 
-function stopOne(s: ServiceProcess): Promise<void> {
+/** SIGTERM, and SIGKILL after SERVICE_STOP_TIMEOUT_MS; resolves when the child has exited. */
+export function stopServiceProcess(s: ServiceProcess): Promise<void> {
   return new Promise((resolve) => {
     if (s.child.exitCode !== null || s.child.signalCode !== null) return resolve();
     const timer = setTimeout(() => s.child.kill('SIGKILL'), SERVICE_STOP_TIMEOUT_MS);
@@ -134,7 +136,7 @@ export async function startNetworkProcesses(
   let stopping = false;
   const stop = async () => {
     stopping = true;
-    for (const s of [...services].reverse()) await stopOne(s);
+    for (const s of [...services].reverse()) await stopServiceProcess(s);
   };
   // A Ctrl-C while the services start stops those already up instead of leaving them orphaned.
   let interrupted: string | undefined;
@@ -159,12 +161,18 @@ export async function startNetworkProcesses(
     ];
     for (const c of m.hsm.components) hsmArgs.push('--component', c);
     hsmArgs.push('--audit', m.hsm.audit);
-    services.push(await startOne('hsm', hsmArgs, m.hsm.port, m.host, m.logs));
+    services.push(await startServiceProcess('hsm', hsmArgs, m.hsm.port, m.host, m.logs));
     checkInterrupted();
     progress(`hsm           up on ${m.host}:${m.hsm.port} (pid ${services.at(-1)!.child.pid})`);
     const issuers = await Promise.allSettled(
       m.issuers.map((i) =>
-        startOne(`issuer-${i.id}`, ['issuer', 'serve', '--config', i.config], i.port, m.host, m.logs),
+        startServiceProcess(
+          `issuer-${i.id}`,
+          ['issuer', 'serve', '--config', i.config],
+          i.port,
+          m.host,
+          m.logs,
+        ),
       ),
     );
     for (const r of issuers) if (r.status === 'fulfilled') services.push(r.value);
@@ -173,7 +181,7 @@ export async function startNetworkProcesses(
     for (const s of services.slice(1))
       progress(`${s.name.padEnd(13)} up on ${m.host}:${s.port} (pid ${s.child.pid})`);
     services.push(
-      await startOne(
+      await startServiceProcess(
         'switch',
         ['switch', 'serve', '--config', m.switch.config],
         m.switch.port,
@@ -183,7 +191,13 @@ export async function startNetworkProcesses(
     );
     progress(`switch        up on ${m.host}:${m.switch.port} (pid ${services.at(-1)!.child.pid})`);
     services.push(
-      await startOne('posp', ['acquirer', 'serve', '--config', m.posp.config], m.posp.port, m.host, m.logs),
+      await startServiceProcess(
+        'posp',
+        ['acquirer', 'serve', '--config', m.posp.config],
+        m.posp.port,
+        m.host,
+        m.logs,
+      ),
     );
     progress(`posp          up on ${m.host}:${m.posp.port} (pid ${services.at(-1)!.child.pid})`);
     checkInterrupted();

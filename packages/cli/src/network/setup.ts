@@ -39,7 +39,7 @@ import {
   writeLmkComponentFile,
 } from '@openposp/hsm';
 import { Issuer, ISSUER_MIGRATIONS } from '@openposp/issuer';
-import { openSqliteStore } from '@openposp/store';
+import { openStore } from '@openposp/store';
 import { PinPad, PINPAD_SCRYPT_N_MIN, startTerminal, TERMINAL_SLOTS } from '@openposp/terminal';
 import { CliError } from '../errors.js';
 import {
@@ -64,6 +64,11 @@ export interface SetupOptions {
   onClearSecret?: (label: string, bytes: Uint8Array) => void;
   /** scrypt cost of new PIN pad states (default the terminal package's). */
   pinPadScryptN?: number;
+  /**
+   * Where a host keeps its state instead of its SQLite file in the directory: `service` is `posp`,
+   * `switch` or an issuer id; a `postgres://` URL (an existing, empty database) or undefined for SQLite.
+   */
+  databaseOf?: (service: string) => string | undefined;
 }
 
 /** Length of the authorized state the setup's custodians open for the ceremony (A4 only). */
@@ -228,7 +233,7 @@ export async function setupNetwork(dirInput: string, opts: SetupOptions = {}): P
       say(
         `${iss.id}: PAN token key and PVK (${iss.pinMethod}) generated (check values ${panTokenKey.checkValue}, ${pvk.checkValue})`,
       );
-      const database = join(dir, `${iss.id}.sqlite`);
+      const database = opts.databaseOf?.(iss.id) ?? join(dir, `${iss.id}.sqlite`);
       await enrolCards(iss.id, iss.pinMethod, {
         hsm,
         database,
@@ -319,7 +324,7 @@ export async function setupNetwork(dirInput: string, opts: SetupOptions = {}): P
       ),
     });
     const switchConfig = join(L.switchDir, 'switch.json');
-    const switchDb = join(L.switchDir, 'switch.sqlite');
+    const switchDb = opts.databaseOf?.('switch') ?? join(L.switchDir, 'switch.sqlite');
     const switchLog = join(L.logs, 'switch.log');
     writeJson(switchConfig, {
       institutionId: SWITCH_INSTITUTION_ID,
@@ -334,7 +339,7 @@ export async function setupNetwork(dirInput: string, opts: SetupOptions = {}): P
     const terminalsFile = join(L.pospDir, 'terminals.json');
     writeJson(terminalsFile, terminalTable);
     const pospConfig = join(L.pospDir, 'posp.json');
-    const pospDb = join(L.pospDir, 'posp.sqlite');
+    const pospDb = opts.databaseOf?.('posp') ?? join(L.pospDir, 'posp.sqlite');
     const pospLog = join(L.logs, 'posp.log');
     writeJson(pospConfig, {
       listen: { host, port: pospPort },
@@ -401,7 +406,7 @@ async function enrolCards(issuerId: string, method: 'ibm3624' | 'pvv', d: EnrolD
     scryptN: PINPAD_SCRYPT_N_MIN,
   });
   wipe(padSecret);
-  const store = await openSqliteStore(d.database, { migrations: ISSUER_MIGRATIONS });
+  const store = await openStore(d.database, { migrations: ISSUER_MIGRATIONS });
   try {
     const [enrolTmk] = await d.formFromComponents(
       'TMK',

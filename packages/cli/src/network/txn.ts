@@ -13,7 +13,7 @@
 import type { HsmApi } from '@openposp/hsm';
 import { openAcquirerJournal } from '@openposp/acquirer';
 import { Issuer, ISSUER_MIGRATIONS } from '@openposp/issuer';
-import { openSqliteStore } from '@openposp/store';
+import { openSqliteStore, openStore } from '@openposp/store';
 import { SwitchJournal } from '@openposp/switch';
 import { TERMINAL_MIGRATIONS } from '@openposp/terminal';
 import { describeError, parseFlags, required } from '../args.js';
@@ -113,7 +113,7 @@ export async function showTransaction(m: NetworkManifest, key: TxnKey): Promise<
       await sw.close();
     }
     for (const iss of m.issuers) {
-      const store = await openSqliteStore(iss.database, { migrations: ISSUER_MIGRATIONS });
+      const store = await openStore(iss.database, { migrations: ISSUER_MIGRATIONS });
       try {
         const issuer = await Issuer.open({
           store,
