@@ -107,8 +107,14 @@ export class FieldCodec {
   private readonly numeric: boolean;
   private readonly padSide: number;
   private readonly padChar: string;
-  /** Wire bytes of a fixed field. */
-  private readonly fixedBytes: number;
+  /** @internal Wire bytes of a fixed field. */
+  readonly fixedBytes: number;
+  /**
+   * Values come from a small set (spec `intern`: codes, terminal and merchant ids): the generated reader
+   * hands back one shared string per distinct value (`internCache`). Never for sensitive or b fields.
+   */
+  readonly intern: boolean;
+  private cache: InternCache | undefined = undefined;
   /** Text read as ASCII/EBCDIC needs a character check (n, z, x+n). */
   /** @internal */
   readonly checked: boolean;
@@ -155,6 +161,7 @@ export class FieldCodec {
     this.padChar = pad?.char ?? '';
     this.fixedBytes = this.fixed ? this.wireBytes(this.max) : 0;
     this.checked = this.numeric || this.track || this.signed;
+    this.intern = spec.intern === true && !this.sensitive && !this.binary;
     // Counted in characters (or fixed): the layouts of nearly every field. Others take the general read.
     const plain = this.fixed || !this.unitBytes;
     this.op = !plain
@@ -173,6 +180,17 @@ export class FieldCodec {
         : sub.kind === 'tlv-ber'
           ? new TlvCodec(id, sub)
           : new PositionalCodec(id, sub, this.binary, spec.type);
+  }
+
+  /** @internal This field's intern cache (made at first use). */
+  internCache(): InternCache {
+    if (this.cache === undefined) {
+      this.cache = {
+        keys: new Int32Array(INTERN_SLOTS * ((this.fixedBytes + 3) >> 2)),
+        values: Array.from({ length: INTERN_SLOTS }, () => undefined),
+      };
+    }
+    return this.cache;
   }
 
   /** Bytes on the wire for a value of `n` characters (digits for BCD, bytes for b). */
@@ -587,16 +605,19 @@ export interface ReaderEntry {
   ranks: Int8Array;
 }
 
-/** A generated reader: reads the fields of the words into `dense`; returns the count of listed texts. */
+/**
+ * A generated reader: reads the fields of the words and returns their values in field order (an array
+ * made at the end from one local variable per field); the count of texts it listed for unpack to cut
+ * out of the character buffer (TEXT_AT...) is left in `cur.texts`.
+ */
 export type FieldsReader = (
   cur: ReadCursor,
   w0: number,
   w1: number,
   w2: number,
   w3: number,
-  dense: FieldValue[],
   checkSub: boolean,
-) => number;
+) => FieldValue[];
 
 /**
  * Fixed text fields up to this many characters are made straight from the input bytes by
@@ -623,48 +644,60 @@ function bcdCharArgs(n: number, left: boolean, charset: number): string {
   }).join(', ');
 }
 
-/** `switch (n)` with one String.fromCharCode per length 0..`upTo`, each made by `make(length)`. */
-function byLength(upTo: number, make: (n: number) => string): string {
-  const cases = [`case 0: dense[k++] = ''; break;`];
-  for (let n = 1; n <= upTo; n++) cases.push(`case ${n}: dense[k++] = FCC(${make(n)}); break;`);
+/**
+ * One field's block as it is being written: the field, its number, its rank among the present fields
+ * (its index in the values), the local variable `D` that takes its value, the code `FB` that hands over
+ * to the reference reader from the start of the field, and the block's label `L`.
+ */
+interface Block {
+  c: FieldCodec;
+  id: number;
+  rank: number;
+  D: string;
+  FB: string;
+  L: string;
+}
+
+/** `switch (n)` into `D` with one String.fromCharCode per length 0..`upTo`, each made by `make(length)`. */
+function byLength(D: string, upTo: number, make: (n: number) => string): string {
+  const cases = [`case 0: ${D} = ''; break;`];
+  for (let n = 1; n <= upTo; n++) cases.push(`case ${n}: ${D} = FCC(${make(n)}); break;`);
   return `switch (n) { ${cases.join(' ')} }`;
 }
 
-/** Code of the block that reads field `c` (number `id`). `FB` hands over to the reference reader. */
-function fieldBlock(c: FieldCodec, id: number): string {
-  const w = (id - 1) >> 5;
-  const j = (id - 1) & 31;
-  // The reference reader resumes with the words of this field and after it only.
-  const masks = [0, 1, 2, 3].map((i) => (i < w ? 0 : i > w ? -1 : (0xffffffff >>> j) | 0));
-  const FB = `return R(cur, w0 & ${masks[0]}, w1 & ${masks[1]}, w2 & ${masks[2]}, w3 & ${masks[3]}, dense, checkSub, k, t, p, o);`;
+/** Code of the block that reads field `c` (number `id`, the `rank`th present field). */
+function fieldBlock(c: FieldCodec, id: number, rank: number): string {
   const L = `F${id}`;
+  // Hand over: which field, and how many values are read (the reference reader resumes there).
+  const blk: Block = { c, id, rank, D: `d${rank}`, FB: `{ fi = ${id}; fk = ${rank}; break READ; }`, L };
   const out: string[] = [`${L}: {`];
   const hasSub = c.sub !== undefined;
-  if (c.op === OP_GENERAL || c.signed) generalBody(c, id, out, L);
+  if (c.op === OP_GENERAL || c.signed) generalBody(blk, out);
   else if (hasSub && !c.binary) {
     // Subfields of a text field need its string at once (their errors come before the next field's).
     out.push('if (checkSub) {');
-    generalBody(c, id, out, L);
+    generalBody(blk, out);
     out.push(`break ${L};`, '}');
-    fastBody(c, out, FB, L);
+    fastBody(blk, out);
   } else {
-    fastBody(c, out, FB, L);
+    if (internable(c)) internBody(blk, out);
+    else fastBody(blk, out);
     if (hasSub)
       out.push(
-        `if (checkSub) { const sc = C[${id}].sub; if (sc.kind === 'tlv') sc.parse(dense[k - 1], q); else sc.split(dense[k - 1], q); }`,
+        `if (checkSub) { const sc = C[${id}].sub; if (sc.kind === 'tlv') sc.parse(${blk.D}, q); else sc.split(${blk.D}, q); }`,
       );
   }
   out.push('}');
   return out.join('\n');
 }
 
-/** The general read of field `id` inside its block, as readFields does it. */
-function generalBody(c: FieldCodec, id: number, out: string[], L: string): void {
+/** The general read of the field inside its block, as readFields does it. */
+function generalBody({ c, id, rank, D, L }: Block, out: string[]): void {
   const hasSub = c.sub !== undefined;
   out.push(`cur.pos = p; cur.cpos = o; g = C[${id}].read(cur); p = cur.pos;`, 'if (g === null) {');
   if (c.sensitive) out.push('g = OT(c8, cur.cstart, cur.cpos);');
   else {
-    const list = 'TA[t] = k++; TS[t] = cur.cstart; TE[t++] = cur.cpos; o = cur.cpos;';
+    const list = `TA[t] = ${rank}; TS[t] = cur.cstart; TE[t++] = cur.cpos; o = cur.cpos;`;
     if (hasSub) out.push(`if (checkSub) g = DL(c8, cur.cstart, cur.cpos); else { ${list} break ${L}; }`);
     else out.push(`${list} break ${L};`);
   }
@@ -673,11 +706,11 @@ function generalBody(c: FieldCodec, id: number, out: string[], L: string): void 
     out.push(
       `if (checkSub) { const sc = C[${id}].sub; if (sc.kind === 'tlv') sc.parse(g, cur.dataStart); else sc.split(g, cur.dataStart); }`,
     );
-  out.push('dense[k++] = g;');
+  out.push(`${D} = g;`);
 }
 
 /** The straight-line read of a field of layout OP_BINARY, OP_ASCII or OP_BCD (not signed). */
-function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
+function fastBody({ c, rank, D, FB, L }: Block, out: string[], now = false): void {
   const max = c.max;
   const sens = c.sensitive;
   // Length: a constant, or the prefix (bounds, digits and max checked; any failure goes to the reference).
@@ -704,7 +737,7 @@ function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
   if (op === OP_BINARY) {
     out.push(`if (q + n > end) ${FB}`);
     // Sensitive bytes get memory of their own; others a plain copy, or the input's own slice() (Buffer: a view).
-    out.push(sens ? 'dense[k++] = OB(b, q, n);' : 'dense[k++] = plain ? CB(b, q, n) : b.slice(q, q + n);');
+    out.push(sens ? `${D} = OB(b, q, n);` : `${D} = plain ? CB(b, q, n) : b.slice(q, q + n);`);
     out.push('p = q + n;');
     return;
   }
@@ -716,7 +749,7 @@ function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
       // Up to 4 digits (any text type: the characters are the same): a shared string of `smallDigits`.
       out.push(
         `if (n <= ${SMALL_DIGITS_MAX}) { v = 0; for (z = 0; z < n; z++) { x = b[q + z] - 48; if (x < 0 || x > 9) break; v = v * 10 + x; }`,
-        `if (z === n) { dense[k++] = SD(n, v); p = q + n; break ${L}; } }`,
+        `if (z === n) { ${D} = SD(n, v); p = q + n; break ${L}; } }`,
       );
     }
     const bad = c.checked
@@ -730,22 +763,22 @@ function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
       out.push(`if (n <= ${upTo}) {`);
       if (bad) out.push(`for (z = q; z < q + n; z++) { x = b[z]; if (${bad}) ${FB} }`);
       out.push(
-        byLength(upTo, (len) => Array.from({ length: len }, (_, i) => `b[q + ${i}]`).join(', ')),
+        byLength(D, upTo, (len) => Array.from({ length: len }, (_, i) => `b[q + ${i}]`).join(', ')),
         `p = q + n; break ${L}; }`,
       );
       if (upTo === max) return; // every length is covered
     }
-    if (sens || fixedSmall) {
+    if (sens || fixedSmall || now) {
       // A string of its own made from the input bytes (sensitive: never a slice of the message's text).
       if (bad) out.push(`for (z = q; z < q + n; z++) { x = b[z]; if (${bad}) ${FB} }`);
-      if (fixedSmall) out.push(`dense[k++] = FCC(${args((i) => `b[q + ${i}]`)});`);
-      else out.push('dense[k++] = L1(b, q, q + n);');
+      if (fixedSmall) out.push(`${D} = FCC(${args((i) => `b[q + ${i}]`)});`);
+      else out.push(`${D} = L1(b, q, q + n);`);
       out.push('p = q + n;');
       return;
     }
     if (bad) out.push(`for (z = 0; z < n; z++) { x = b[q + z]; if (${bad}) ${FB} c8[o + z] = x; }`);
     else out.push('for (z = 0; z < n; z++) c8[o + z] = b[q + z];');
-    out.push('TA[t] = k++; TS[t] = o; o += n; TE[t++] = o; p = q + n;');
+    out.push(`TA[t] = ${rank}; TS[t] = o; o += n; TE[t++] = o; p = q + n;`);
     return;
   }
   // OP_BCD: n digits in (n + 1) >> 1 bytes.
@@ -754,7 +787,7 @@ function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
   out.push(`nb = (n + 1) >> 1; if (q + nb > end) ${FB}`);
   if (!sens && c.charset === BCD_DIGITS && (!c.fixed || max <= SMALL_DIGITS_MAX)) {
     out.push(
-      `if (n <= ${SMALL_DIGITS_MAX}) { v = BS(b, q, n, ${left}); if (v < 0) ${FB} dense[k++] = SD(n, v); p = q + nb; break ${L}; }`,
+      `if (n <= ${SMALL_DIGITS_MAX}) { v = BS(b, q, n, ${left}); if (v < 0) ${FB} ${D} = SD(n, v); p = q + nb; break ${L}; }`,
     );
   }
   if (!c.fixed) {
@@ -767,7 +800,7 @@ function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
     else out.push(`if (od) { v = b[q]; if (${pad('v >> 4')} || ${pairs}[v & 15] === 0) ${FB} r++; }`);
     out.push(
       `for (; r < e; r++) if (${pairs}[b[r]] === 0) ${FB}`,
-      byLength(upTo, (len) => bcdCharArgs(len, left, c.charset)),
+      byLength(D, upTo, (len) => bcdCharArgs(len, left, c.charset)),
       `p = q + nb; break ${L}; }`,
     );
     if (upTo === max) return; // every length is covered
@@ -786,7 +819,7 @@ function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
       from = 'q + 1';
     }
     out.push(`for (r = ${from}; r < ${to}; r++) if (${pairs}[b[r]] === 0) ${FB}`);
-    out.push(`dense[k++] = FCC(${bcdCharArgs(max, left, c.charset)});`, 'p = q + nb;');
+    out.push(`${D} = FCC(${bcdCharArgs(max, left, c.charset)});`, 'p = q + nb;');
     return;
   }
   const odd = c.fixed ? ((max & 1) === 1 ? 'true' : 'false') : '(n & 1) === 1';
@@ -809,9 +842,80 @@ function fastBody(c: FieldCodec, out: string[], FB: string, L: string): void {
   if (left) out.push('if (od) c8[x++] = NC[b[e] >> 4];');
   // Sensitive: a string of its own, then its characters are wiped from the shared buffer (`o` does not
   // move: the next field's characters go where they were).
-  if (sens) out.push('dense[k++] = L1(c8, st, x); for (z = st >> 2; z < (x + 3) >> 2; z++) c32[z] = 0;');
-  else out.push('TA[t] = k++; TS[t] = st; TE[t++] = x; o = x;');
+  if (sens) out.push(`${D} = L1(c8, st, x); for (z = st >> 2; z < (x + 3) >> 2; z++) c32[z] = 0;`);
+  else if (now) out.push(`${D} = L1(c8, st, x);`);
+  else out.push(`TA[t] = ${rank}; TS[t] = st; TE[t++] = x; o = x;`);
   out.push('p = q + nb;');
+}
+
+// ------------------------------------------------------------------------------------------------
+// Interned values. A field the spec marks `intern` (codes, terminal and merchant ids: values from a small
+// set, the same in every message of a terminal) keeps the strings it made in a cache of INTERN_SLOTS
+// slots, keyed by the field's wire bytes (in 32-bit words) and placed by a hash of them. A message whose
+// bytes equal a slot's key gets that slot's string: no new string, and no check of the characters, which
+// are those of a value read and checked before (the same bytes of a fixed field are the same value). Any
+// other message reads and checks the field as without the cache and its string takes the slot. So the
+// cache holds at most INTERN_SLOTS values per field whatever the input, a value that does not repeat costs
+// one hash more, and only fixed-length text fields that are not sensitive take part.
+// ------------------------------------------------------------------------------------------------
+
+/** A field's intern cache: slot i holds `values[i]`, whose wire bytes are the words keys[i * W, i * W + W). */
+export interface InternCache {
+  keys: Int32Array;
+  values: (string | undefined)[];
+}
+
+/** Slots of a field's intern cache (a power of two), and the hash shift that gives a slot. */
+export const INTERN_SLOTS = 1024;
+const INTERN_SHIFT = 32 - Math.log2(INTERN_SLOTS);
+/** Fixed fields of more wire bytes than this are not interned. */
+const INTERN_MAX_BYTES = 64;
+/** Odd multipliers of the key words in the hash. */
+const INTERN_MIX = [
+  0x9e3779b1, 0x85ebca77, 0xc2b2ae3d, 0x27d4eb2f, 0x165667b1, 0xd3a2646d, 0xfd7046c5, 0xb55a4f09, 0x7feb352d,
+  0x846ca68b, 0x6c8e9cf5, 0x2c1b3c6d, 0x297a2d39, 0x68e31da5, 0xa0761d65, 0xe7037ed1,
+];
+
+/** Whether the generated reader interns this field's values (short values already share `smallDigits`). */
+function internable(c: FieldCodec): boolean {
+  return (
+    c.intern &&
+    c.fixed &&
+    c.sub === undefined &&
+    (c.op === OP_ASCII || c.op === OP_BCD) &&
+    c.max > SMALL_DIGITS_MAX &&
+    c.fixedBytes <= INTERN_MAX_BYTES
+  );
+}
+
+/**
+ * The block of an interned field: its wire bytes as key words, the slot's string when the key matches;
+ * otherwise the field's usual read (a string made now), which then takes the slot.
+ */
+function internBody(blk: Block, out: string[]): void {
+  const { c, id, D, FB, L } = blk;
+  const nb = c.fixedBytes;
+  const words = (nb + 3) >> 2;
+  out.push(`if (p + ${nb} > end) ${FB}`);
+  for (let w = 0; w < words; w++) {
+    const bytes = Array.from({ length: Math.min(4, nb - 4 * w) }, (_, i) => {
+      const at = `b[p + ${4 * w + i}]`;
+      return i === 0 ? at : `(${at} << ${8 * i})`;
+    });
+    out.push(`i${w} = ${bytes.join(' | ')};`);
+  }
+  const mix = Array.from({ length: words }, (_, w) =>
+    w === 0 ? 'i0' : `Math.imul(i${w}, ${INTERN_MIX[w]})`,
+  );
+  out.push(
+    `ih = Math.imul(${mix.join(' ^ ')}, ${INTERN_MIX[0]}) >>> ${INTERN_SHIFT}; ie = ih * ${words}; g = IV${id}[ih];`,
+  );
+  const same = Array.from({ length: words }, (_, w) => `IK${id}[ie + ${w}] === i${w}`);
+  out.push(`if (g !== undefined && ${same.join(' && ')}) { ${D} = g; p += ${nb}; break ${L}; }`);
+  fastBody(blk, out, true);
+  out.push(
+    `${Array.from({ length: words }, (_, w) => `IK${id}[ie + ${w}] = i${w};`).join(' ')} IV${id}[ih] = ${D};`,
+  );
 }
 
 /**
@@ -828,6 +932,7 @@ export function readerSource(
 ): string | undefined {
   const blocks: string[] = [];
   const words = [w0, w1, w2, w3];
+  let keyWords = 0;
   for (let k = 0; k < 4; k++) {
     let word = words[k]!;
     while (word !== 0) {
@@ -838,31 +943,54 @@ export function readerSource(
       if (c === undefined || id === 1) return undefined;
       // Only integers from the spec are written into the code (never its text); a CompiledSpec built
       // without validation could hold anything, so anything else keeps the reference reader.
-      if (!Number.isSafeInteger(c.max) || !Number.isSafeInteger(c.prefixBytes)) return undefined;
-      blocks.push(fieldBlock(c, id));
+      if (
+        !Number.isSafeInteger(c.max) ||
+        !Number.isSafeInteger(c.prefixBytes) ||
+        !Number.isSafeInteger(c.fixedBytes)
+      )
+        return undefined;
+      if (internable(c)) keyWords = Math.max(keyWords, (c.fixedBytes + 3) >> 2);
+      blocks.push(fieldBlock(c, id, blocks.length));
     }
   }
+  const values = blocks.map((_, i) => `d${i}`).join(', ');
+  const keys = Array.from({ length: keyWords }, (_, i) => `i${i} = 0`);
   return [
     '"use strict";',
-    'return function readFieldsGenerated(cur, w0, w1, w2, w3, dense, checkSub) {',
+    'return function readFieldsGenerated(cur, w0, w1, w2, w3, checkSub) {',
     'const b = cur.bytes; const end = cur.end; const c8 = cur.chars; const c16 = cur.chars16; const c32 = cur.chars32;',
     'const plain = b.constructor === Uint8Array;',
-    'let p = cur.pos; let o = cur.cpos; let k = 0; let t = 0;',
+    'let p = cur.pos; let o = cur.cpos; let t = 0; let fi = 0, fk = 0;',
     'let q = 0, n = 0, v = 0, x = 0, z = 0, r = 0, e = 0, st = 0, nb = 0, od = false, g = null;',
+    ...(keyWords > 0 ? [`let ih = 0, ie = 0, ${keys.join(', ')};`] : []),
+    // One local per value; the array of them is made once, at the end.
+    ...(blocks.length > 0 ? [`let ${values};`] : []),
+    'READ: {',
     ...blocks,
-    'cur.pos = p; cur.cpos = o;',
-    'return t;',
+    'cur.pos = p; cur.cpos = o; cur.texts = t;',
+    `return [${values}];`,
+    '}',
+    // Handed over at field `fi`: the reference reader reads it and the rest into the same array.
+    `const dense = [${values}];`,
+    'cur.texts = R(cur, fi, w0, w1, w2, w3, dense, checkSub, fk, t, p, o);',
+    'return dense;',
     '};',
   ].join('\n');
 }
 
-/** Helper names the generated code uses, and their values (per table: R and C are the table's). */
+/**
+ * Helper names the generated code uses, and their values (per table: R, C and the intern caches IKn/IVn
+ * of its fields are the table's).
+ */
 function readerHelpers(
   table: readonly (FieldCodec | undefined)[],
   specName: string,
 ): Record<string, unknown> {
+  // The hand-over: the reference reader resumes at field `id` (value `k`), with the words of that field
+  // and after it only.
   const R = (
     cur: ReadCursor,
+    id: number,
     w0: number,
     w1: number,
     w2: number,
@@ -874,11 +1002,34 @@ function readerHelpers(
     p: number,
     o: number,
   ): number => {
+    const w = (id - 1) >> 5;
+    const mask = 0xffffffff >>> ((id - 1) & 31);
     cur.pos = p;
     cur.cpos = o;
-    return FieldCodec.readFields(table, cur, w0, w1, w2, w3, dense, checkSub, specName, k, t);
+    return FieldCodec.readFields(
+      table,
+      cur,
+      w > 0 ? 0 : w0 & mask,
+      w > 1 ? 0 : w < 1 ? w1 : w1 & mask,
+      w > 2 ? 0 : w < 2 ? w2 : w2 & mask,
+      w < 3 ? w3 : w3 & mask,
+      dense,
+      checkSub,
+      specName,
+      k,
+      t,
+    );
   };
+  const caches: Record<string, unknown> = {};
+  for (let id = 2; id < table.length; id++) {
+    const c = table[id];
+    if (c === undefined || !internable(c)) continue;
+    const cache = c.internCache();
+    caches[`IK${id}`] = cache.keys;
+    caches[`IV${id}`] = cache.values;
+  }
   return {
+    ...caches,
     R,
     C: table,
     TA: TEXT_AT,
@@ -1105,6 +1256,8 @@ export class ReadCursor {
   chars16: Uint16Array = new Uint16Array(this.chars.buffer);
   chars32: Uint32Array = new Uint32Array(this.chars.buffer);
   cpos = 0;
+  /** Texts a generated reader listed in TEXT_AT/TEXT_START/TEXT_END (its result besides the values). */
+  texts = 0;
   /** Where the characters of the last text field read start (they end at `cpos`). */
   cstart = 0;
 

@@ -821,13 +821,17 @@ export function unpackWith(
   const cur = cursor;
   cur.reset(bytes, pos, end);
   const words0 = w0 & 0x7fffffff; // bit 1 is the secondary bitmap indicator, not a field
-  const dense: FieldValue[] = new Array(popcount(words0) + popcount(w1) + popcount(w2) + popcount(w3));
   const readers = generated ? spec.readersOf(table) : undefined;
   const reader = readers?.get(words0, w1, w2, w3);
-  const texts =
-    reader !== undefined
-      ? reader.read(cur, words0, w1, w2, w3, dense, checkSub)
-      : FieldCodec.readFields(table, cur, words0, w1, w2, w3, dense, checkSub, spec.name);
+  let dense: FieldValue[];
+  let texts: number;
+  if (reader !== undefined) {
+    dense = reader.read(cur, words0, w1, w2, w3, checkSub);
+    texts = cur.texts;
+  } else {
+    dense = new Array(popcount(words0) + popcount(w1) + popcount(w2) + popcount(w3));
+    texts = FieldCodec.readFields(table, cur, words0, w1, w2, w3, dense, checkSub, spec.name);
+  }
   if (cur.pos !== end)
     throw new Iso8583Error(
       'ISO8583_TRAILING_BYTES',

@@ -138,6 +138,12 @@ export interface FieldSpec {
   sensitive?: boolean;
   /** Default `pan` for field 2, `full` otherwise. */
   mask?: MaskStyle;
+  /**
+   * The values come from a small set (codes, terminal and merchant ids): unpack may hand back one shared
+   * string per distinct value instead of a new one per message. Fixed-length text fields that are not
+   * sensitive only.
+   */
+  intern?: boolean;
   subfields?: SubfieldsSpec;
 }
 
@@ -317,6 +323,7 @@ function checkField(v: unknown, path: string): void {
     'pad',
     'sensitive',
     'mask',
+    'intern',
     'subfields',
   ]);
   checkString(v, 'name', path, true);
@@ -365,6 +372,14 @@ function checkField(v: unknown, path: string): void {
   }
   checkOptionalBool(v, 'sensitive', path);
   if (v.mask !== undefined) checkEnum(v, 'mask', path, MASKS);
+  checkOptionalBool(v, 'intern', path);
+  if (v.intern === true) {
+    // A shared string must never hold card data, and bytes (a Uint8Array) can be changed by whoever holds them.
+    if (type === 'b') fail(`${path}.intern`, 'b fields are not interned');
+    if (v.sensitive === true || ALWAYS_SENSITIVE_FIELDS.includes(path.slice(path.lastIndexOf('.') + 1)))
+      fail(`${path}.intern`, 'sensitive fields are not interned');
+    if (len.kind !== 'fixed') fail(`${path}.intern`, 'only fixed-length fields are interned');
+  }
   if (v.subfields !== undefined) checkSubfields(v.subfields, `${path}.subfields`, type);
 }
 
