@@ -141,7 +141,7 @@ export class Batches {
        VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (terminal_id, batch_no) DO UPDATE SET settled_at = excluded.settled_at,
          terminal_totals = excluded.terminal_totals, posp_totals = excluded.posp_totals, balanced = excluded.balanced
-       WHERE closed_at IS NULL`,
+       WHERE batches.closed_at IS NULL`,
       [terminalId, batchNo, nowIso, terminalTotals, pospTotals, balanced ? 1 : 0],
     );
   }

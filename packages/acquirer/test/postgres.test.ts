@@ -312,38 +312,57 @@ describe('store and forward', () => {
   );
 });
 
-describe('reversals and batch uploads (ON CONFLICT instead of INSERT OR IGNORE)', () => {
-  each('the first reversal answer stays; an upload repeated is recorded once', async (_d, target) => {
-    const store = await open(target);
-    try {
-      const book = new ReversalBook(store);
-      const key = { terminalId: 'TERM0001', batch: '000001', stan: '000007', mmdd: '1125' };
-      const rec = { ...key, originalRrn: undefined, reason: '98', receivedAt: '2026-11-25T02:00:00.000Z' };
-      await book.record({ ...rec, outcome: 'no-original', answerCode: '00' });
-      await book.record({ ...rec, outcome: 'declined', answerCode: '25' });
-      assert.deepEqual(
-        [(await book.get(key))?.outcome, (await book.get(key))?.answerCode],
-        ['no-original', '00'],
-      );
+describe('reversals, batch uploads and settlements (ON CONFLICT instead of INSERT OR IGNORE)', () => {
+  each(
+    'the first reversal answer stays; an upload repeated is recorded once; a closed batch keeps its settlement',
+    async (_d, target) => {
+      const store = await open(target);
+      try {
+        const book = new ReversalBook(store);
+        const key = { terminalId: 'TERM0001', batch: '000001', stan: '000007', mmdd: '1125' };
+        const rec = { ...key, originalRrn: undefined, reason: '98', receivedAt: '2026-11-25T02:00:00.000Z' };
+        await book.record({ ...rec, outcome: 'no-original', answerCode: '00' });
+        await book.record({ ...rec, outcome: 'declined', answerCode: '25' });
+        assert.deepEqual(
+          [(await book.get(key))?.outcome, (await book.get(key))?.answerCode],
+          ['no-original', '00'],
+        );
 
-      const batches = new Batches(store);
-      const item = {
-        terminalId: 'TERM0001',
-        batchNo: '000001',
-        stan: '000009',
-        processingCode: '000000',
-        amountMinor: 100,
-      };
-      const d1 = await batches.upload(item, '2026-11-25T03:00:00.000Z');
-      const d2 = await batches.upload(item, '2026-11-25T03:00:01.000Z');
-      assert.equal(d1?.kind, 'missing-at-posp');
-      assert.equal(d2?.kind, 'missing-at-posp');
-      assert.equal((await batches.discrepancies('TERM0001', '000001')).length, 1);
-      assert.equal((await store.get<{ n: number }>('SELECT COUNT(*) AS n FROM batch_uploads'))?.n, 1);
-    } finally {
-      await store.close();
-    }
-  });
+        const batches = new Batches(store);
+        const item = {
+          terminalId: 'TERM0001',
+          batchNo: '000001',
+          stan: '000009',
+          processingCode: '000000',
+          amountMinor: 100,
+        };
+        const d1 = await batches.upload(item, '2026-11-25T03:00:00.000Z');
+        const d2 = await batches.upload(item, '2026-11-25T03:00:01.000Z');
+        assert.equal(d1?.kind, 'missing-at-posp');
+        assert.equal(d2?.kind, 'missing-at-posp');
+        assert.equal((await batches.discrepancies('TERM0001', '000001')).length, 1);
+        assert.equal((await store.get<{ n: number }>('SELECT COUNT(*) AS n FROM batch_uploads'))?.n, 1);
+        // A settlement recorded again while the batch is open updates it; once closed, it stays.
+        await batches.recordSettlement('TERM0001', '000001', 't1', 'p1', false, '2026-11-25T03:00:02.000Z');
+        await batches.recordSettlement('TERM0001', '000001', 't2', 'p2', true, '2026-11-25T03:00:03.000Z');
+        assert.deepEqual(
+          [
+            (await batches.get('TERM0001', '000001'))?.terminalTotals,
+            (await batches.get('TERM0001', '000001'))?.balanced,
+          ],
+          ['t2', true],
+        );
+        await store.run(
+          `INSERT INTO terminals (terminal_id, merchant_id, tmk, created_at, updated_at) VALUES ('TERM0001', 'M', 'S', 'x', 'x')`,
+        );
+        assert.equal(await batches.close('TERM0001', '000001', '2026-11-25T03:00:04.000Z'), '000002');
+        await batches.recordSettlement('TERM0001', '000001', 't3', 'p3', false, '2026-11-25T03:00:05.000Z');
+        assert.equal((await batches.get('TERM0001', '000001'))?.terminalTotals, 't2');
+      } finally {
+        await store.close();
+      }
+    },
+  );
 });
 
 describe('two POSP nodes on one PostgreSQL (issue 7 §2)', () => {

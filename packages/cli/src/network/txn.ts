@@ -127,6 +127,7 @@ export async function showTransaction(m: NetworkManifest, key: TxnKey): Promise<
         if (txns.length === 0) continue;
         const ids = txns.map((x) => x.id);
         const marks = ids.map(() => '?').join(',');
+        // Aliases quoted: PostgreSQL folds unquoted identifiers to lower case.
         const postings = await store.all<{
           postingId: number;
           txnId: number;
@@ -134,12 +135,12 @@ export async function showTransaction(m: NetworkManifest, key: TxnKey): Promise<
           accountId: string;
           amountMinor: number;
         }>(
-          `SELECT p.id AS postingId, p.txn_id AS txnId, p.kind AS kind, e.account_id AS accountId, e.amount_minor AS amountMinor
+          `SELECT p.id AS "postingId", p.txn_id AS "txnId", p.kind AS kind, e.account_id AS "accountId", e.amount_minor AS "amountMinor"
            FROM postings p JOIN ledger_entries e ON e.posting_id = p.id WHERE p.txn_id IN (${marks}) ORDER BY p.id, e.id`,
           ids,
         );
         const notifications = await store.all<Record<string, unknown>>(
-          `SELECT id, txn_id AS txnId, masked_pan AS maskedPan, type, amount_minor AS amountMinor, text, created_at AS createdAt
+          `SELECT id, txn_id AS "txnId", masked_pan AS "maskedPan", type, amount_minor AS "amountMinor", text, created_at AS "createdAt"
            FROM notifications WHERE txn_id IN (${marks}) ORDER BY id`,
           ids,
         );
