@@ -8,7 +8,8 @@
  * Conventions (the same for both implementations, so a service can switch without a code change):
  * - every key argument is a key block under the LMK (a string starting with `S`); a key exchanged with
  *   another party is a TR-31 key block under a KEK (version B under a TDES KEK, D under an AES KEK);
- * - PIN blocks, MACs, KSNs and MAC data are `Uint8Array`; PANs are strings of digits; check values hex;
+ * - PIN blocks, MACs, KSNs, MAC data, clear and encrypted data and IVs are `Uint8Array`; PANs are
+ *   strings of digits; check values hex;
  * - a PIN or MAC that does not verify is a value (`{ ok: false }`, `false`), never an exception: the
  *   services map it to response code 55 (incorrect PIN) or A0 (MAC failure);
  * - every other failure rejects with an `HsmError` whose `reply` is the payShield error code (in process
@@ -32,6 +33,11 @@ export type DukptScheme = 'tdes' | 'aes';
 export type HsmMacAlgorithm = 'iso9797-1-1' | 'iso9797-1-3' | 'cmac' | 'cup-ecb';
 /** Terminal-side keys HC generates under a TMK. */
 export type TerminalKeyType = 'TMK' | 'TPK' | 'TAK' | 'TDK';
+/**
+ * Padding of M0/M2 data: ISO/IEC 9797-1 padding method 2 (0x80 then zeros to the block; always at least
+ * one byte, so it is removed unambiguously and checked on decrypt), or none (whole blocks only).
+ */
+export type DataPadding = 'iso9797-1-pad2' | 'none';
 
 /** A0 request; with `exportUnder` (a ZMK or TMK key block) the key also comes back as TR-31 under it. */
 export interface GenerateKeyOptions extends GenerateKeyRequest {
@@ -171,6 +177,35 @@ export interface VerifyMacRequest extends MacRequest {
   mac: Uint8Array;
 }
 
+export interface EncryptDataRequest {
+  /** A data key block under the LMK: usage D0 (DEK, TDK, ZEK), mode of use B or E; TDES or AES. */
+  key: string;
+  /** Clear data: 1 to 32000 bytes; with padding 'none' a multiple of the block (8 bytes TDES, 16 AES). */
+  data: Uint8Array;
+  /** CBC initial vector, one block (8 bytes TDES, 16 AES). Omitted: the HSM generates a random one. */
+  iv?: Uint8Array;
+  /** Default 'iso9797-1-pad2'. */
+  padding?: DataPadding;
+}
+
+export interface EncryptedData {
+  /** The IV the data was encrypted with (the caller's, or the one the HSM generated): keep it with the ciphertext. */
+  iv: Uint8Array;
+  /** CBC ciphertext, whole blocks. */
+  ciphertext: Uint8Array;
+}
+
+export interface DecryptDataRequest {
+  /** A data key block under the LMK: usage D0, mode of use B or D. */
+  key: string;
+  /** The IV `encryptData` returned: one block. */
+  iv: Uint8Array;
+  /** Whole blocks: at most 32000 bytes with padding 'none', 32000 plus one block with method 2. */
+  ciphertext: Uint8Array;
+  /** The padding the data was encrypted with; default 'iso9797-1-pad2'. */
+  padding?: DataPadding;
+}
+
 export interface DeriveDukptInitialKeyRequest {
   scheme: DukptScheme;
   /** Base derivation key (usage B0). */
@@ -229,4 +264,8 @@ export interface HsmApi {
   verifyMac(req: VerifyMacRequest): Promise<boolean>;
   /** IK (ours): derive a DUKPT initial key (IPEK / IK) from a BDK and KSN, for loading readers. */
   deriveDukptInitialKey(req: DeriveDukptInitialKeyRequest): Promise<DukptInitialKey>;
+  /** M0: encrypt data (CBC) under a data key (usage D0, mode B or E); returns the IV with the ciphertext. */
+  encryptData(req: EncryptDataRequest): Promise<EncryptedData>;
+  /** M2: decrypt data (CBC) under a data key (usage D0, mode B or D); method 2 padding is checked and removed. */
+  decryptData(req: DecryptDataRequest): Promise<Uint8Array>;
 }

@@ -10,8 +10,11 @@
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import type {
+  DecryptDataRequest,
   DeriveDukptInitialKeyRequest,
   DukptInitialKey,
+  EncryptDataRequest,
+  EncryptedData,
   ExportedKey,
   ExportKeyRequest,
   GenerateIbm3624OffsetRequest,
@@ -40,6 +43,8 @@ import {
   decodeGeneratedKeyReply,
   decodeIkReply,
   decodeKeyReply,
+  decodeM0Reply,
+  decodeM2Reply,
   decodeMacReply,
   decodeNcReply,
   decodeOffsetReply,
@@ -63,6 +68,8 @@ import {
   encodeG0Request,
   encodeHcRequest,
   encodeIkRequest,
+  encodeM0Request,
+  encodeM2Request,
   encodeM6Request,
   encodeM8Request,
 } from './commands.js';
@@ -394,6 +401,15 @@ export class HsmClient implements HsmApi {
   /** IK: derive a DUKPT initial key from a BDK and KSN. */
   async deriveDukptInitialKey(req: DeriveDukptInitialKeyRequest): Promise<DukptInitialKey> {
     return decodeIkReply(await this.#call('IK', encodeIkRequest(req)));
+  }
+
+  /** M0: encrypt data (CBC) under a data key; the IV (the caller's or the HSM's random one) comes back with it. */
+  async encryptData(req: EncryptDataRequest): Promise<EncryptedData> {
+    return decodeM0Reply(await this.#call('M0', encodeM0Request(req)));
+  }
+  /** M2: decrypt data (CBC) under a data key. */
+  async decryptData(req: DecryptDataRequest): Promise<Uint8Array> {
+    return decodeM2Reply(await this.#call('M2', encodeM2Request(req)));
   }
 
   /** Closes the connection; outstanding requests fail with HSM_CONNECTION_CLOSED. */

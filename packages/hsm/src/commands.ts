@@ -13,14 +13,18 @@
  *   A4  request: number of components (1 N, 2-3) | key type (3 A) | algorithm (1 A) | key length (2 N)
  *                | each component (2 x key length H)                 reply A5: key block (S...) | check value (6 H)
  *
- * The key exchange, terminal, PIN, MAC and DUKPT commands (A6, A8, GC, FA, FI, HC, WK, CA, CC, G0, CI,
- * DA, EA, DC, EC, BK, FW, M6, M8, IK) are laid out in docs/hsm.md, one table per command. PIN block
+ * The key exchange, terminal, PIN, MAC, DUKPT and data commands (A6, A8, GC, FA, FI, HC, WK, CA, CC, G0,
+ * CI, DA, EA, DC, EC, BK, FW, M6, M8, IK, M0, M2) are laid out in docs/hsm.md, one table per command. PIN block
  * format codes are payShield's (01, 05, 47, 48); a verification that fails answers 01.
  */
 import type {
+  DataPadding,
+  DecryptDataRequest,
   DeriveDukptInitialKeyRequest,
   DukptInitialKey,
   DukptScheme,
+  EncryptDataRequest,
+  EncryptedData,
   ExportedKey,
   ExportKeyRequest,
   GenerateIbm3624OffsetRequest,
@@ -649,6 +653,86 @@ export function decodeIkRequest(body: Uint8Array): DeriveDukptInitialKeyRequest 
 export const encodeIkReply = (r: DukptInitialKey): string => encodeA0Mode1Reply(r);
 export const decodeIkReply = (body: Uint8Array): DukptInitialKey => decodeGeneratedKeyReply(body);
 
+// --- M0, M2 (data encryption) ---
+
+/** The only mode flag M0/M2 take: payShield's 01, CBC (00 ECB is not offered; docs/hsm.md). */
+export const DATA_MODE_CBC = '01';
+const DATA_PADDING_CODES: Readonly<Record<DataPadding, string>> = { none: '0', 'iso9797-1-pad2': '2' };
+
+const binText = (b: Uint8Array): string =>
+  Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+const lengthHex = (n: number): string => n.toString(16).toUpperCase().padStart(4, '0');
+
+/** IV: 2 N length in bytes (`allowNone`: 00 = the HSM generates one), then the IV in hex. */
+function ivField(f: Fields, allowNone: boolean): Uint8Array | undefined {
+  const n = Number(
+    f.take(2, 'ivLength', allowNone ? /^(00|08|16)$/ : /^(08|16)$/, allowNone ? '00, 08 or 16' : '08 or 16'),
+  );
+  return n === 0 ? undefined : hexBytes(f, n, 'iv');
+}
+const ivText = (iv: Uint8Array | undefined): string =>
+  iv === undefined ? '00' : `${String(iv.length).padStart(2, '0')}${hexOf(iv)}`;
+
+/** Data: 4 H length in bytes, then the bytes. */
+function dataField(f: Fields, field: string): Uint8Array {
+  const n = Number.parseInt(f.take(4, `${field}Length`, /^[0-9A-F]{4}$/, '4 hex digits'), 16);
+  return new Uint8Array(Buffer.from(f.take(n, field, /^[\s\S]*$/, 'bytes'), 'latin1'));
+}
+const dataText = (b: Uint8Array): string => `${lengthHex(b.length)}${binText(b)}`;
+
+function dataHead(f: Fields): { padding: DataPadding; key: string } {
+  f.take(2, 'mode', /^01$/, `${DATA_MODE_CBC} (CBC)`);
+  const p = f.take(1, 'padding', /^[02]$/, '0 (none) or 2 (ISO 9797-1 method 2)');
+  return { padding: p === '0' ? 'none' : 'iso9797-1-pad2', key: f.keyBlock('key') };
+}
+function dataHeadText(r: { padding?: DataPadding; key: string }): string {
+  const p = DATA_PADDING_CODES[r.padding ?? 'iso9797-1-pad2'];
+  if (p === undefined) throw new TypeError('padding: must be iso9797-1-pad2 or none');
+  return `${DATA_MODE_CBC}${p}${r.key}`;
+}
+
+export function encodeM0Request(req: EncryptDataRequest): string {
+  return `${dataHeadText(req)}${ivText(req.iv)}${dataText(req.data)}`;
+}
+export function decodeM0Request(body: Uint8Array): EncryptDataRequest {
+  const f = new Fields(text(body), 'request');
+  const { padding, key } = dataHead(f);
+  const iv = ivField(f, true);
+  const data = dataField(f, 'data');
+  f.end();
+  const req: EncryptDataRequest = { key, data, padding };
+  if (iv !== undefined) req.iv = iv;
+  return req;
+}
+export function encodeM0Reply(r: EncryptedData): string {
+  return `${ivText(r.iv)}${dataText(r.ciphertext)}`;
+}
+export function decodeM0Reply(body: Uint8Array): EncryptedData {
+  const f = new Fields(text(body), 'reply');
+  const iv = ivField(f, false)!;
+  const ciphertext = dataField(f, 'ciphertext');
+  f.end();
+  return { iv, ciphertext };
+}
+export function encodeM2Request(req: DecryptDataRequest): string {
+  return `${dataHeadText(req)}${ivText(req.iv)}${dataText(req.ciphertext)}`;
+}
+export function decodeM2Request(body: Uint8Array): DecryptDataRequest {
+  const f = new Fields(text(body), 'request');
+  const { padding, key } = dataHead(f);
+  const iv = ivField(f, false)!;
+  const ciphertext = dataField(f, 'ciphertext');
+  f.end();
+  return { key, iv, ciphertext, padding };
+}
+export const encodeM2Reply = (data: Uint8Array): string => dataText(data);
+export function decodeM2Reply(body: Uint8Array): Uint8Array {
+  const f = new Fields(text(body), 'reply');
+  const data = dataField(f, 'data');
+  f.end();
+  return data;
+}
+
 /** A verification's answer: 00 when it verifies, payShield's 01 (verification failure) when not. */
 const verdict = (ok: boolean): { errorCode: string } => ({ errorCode: ok ? '00' : '01' });
 
@@ -702,6 +786,23 @@ export function hsmCommandHandlers(hsm: Hsm): Record<string, CommandHandler> {
     M6: (body) => ({ body: hexOf(hsm.generateMac(decodeM6Request(body))) }),
     M8: (body) => verdict(hsm.verifyMac(decodeM8Request(body))),
     IK: (body, ctx) => ({ body: encodeIkReply(hsm.deriveDukptInitialKey(decodeIkRequest(body), ctx.who)) }),
+    M0: (body) => {
+      const req = decodeM0Request(body);
+      try {
+        return { body: encodeM0Reply(hsm.encryptData(req)) };
+      } finally {
+        req.data.fill(0);
+      }
+    },
+    M2: (body) => {
+      const req = decodeM2Request(body);
+      const clear = hsm.decryptData(req);
+      try {
+        return { body: encodeM2Reply(clear) };
+      } finally {
+        clear.fill(0);
+      }
+    },
   };
 }
 

@@ -47,7 +47,10 @@ export const HSM_ERROR_CODES = {
   HSM_PAN_INVALID: 'a PAN is missing, not digits, or of a length the format or algorithm does not take',
   HSM_DECIMALISATION: 'a decimalisation table is not 16 decimal digits',
   HSM_KSN_INVALID: 'a DUKPT key serial number has the wrong length or a counter no device uses',
-  HSM_DATA_LENGTH: 'MAC data longer than the named maximum, or a MAC length the algorithm does not give',
+  HSM_DATA_LENGTH:
+    'MAC or data-encryption data outside the named bounds (or not whole blocks where it must be), or a MAC length the algorithm does not give',
+  HSM_DATA_PADDING:
+    'decrypted data does not end in its ISO 9797-1 method 2 padding (wrong key, IV, padding setting or altered ciphertext)',
   HSM_COMPONENTS_INVALID: 'key components are not 2 or 3, differ in length, or combine to a key of all zeros',
   HSM_NOT_AUTHORIZED:
     'the command needs the authorized state for its activity, which is not entered or expired',
@@ -79,9 +82,9 @@ export type HsmErrorCode = keyof typeof HSM_ERROR_CODES;
  * number, AA invalid export field, B2 miscellaneous key block error; 20 PIN block does not contain valid
  * values, 22 invalid account number, 23 invalid PIN block format code (payShield also answers 23 when
  * a PCI HSM setting forbids converting a PIN block to a format), 24 PIN fewer than 4 or more than 12
- * digits, 25 decimalisation table error, 80 data length error, BB invalid wrapping key. A PIN or MAC
- * that does not verify is not an error here (the operations return a value); on the host port it is
- * payShield's 01 (verification failure).
+ * digits, 25 decimalisation table error, 77 clear data block error (here: the padding of decrypted data),
+ * 80 data length error, BB invalid wrapping key. A PIN or MAC that does not verify is not an error here
+ * (the operations return a value); on the host port it is payShield's 01 (verification failure).
  */
 export const HSM_REPLY_BY_CODE: Readonly<Partial<Record<HsmErrorCode, string>>> = {
   HSM_KEYBLOCK_FORMAT: 'B2',
@@ -103,6 +106,7 @@ export const HSM_REPLY_BY_CODE: Readonly<Partial<Record<HsmErrorCode, string>>> 
   HSM_DECIMALISATION: '25',
   HSM_KSN_INVALID: '15',
   HSM_DATA_LENGTH: '80',
+  HSM_DATA_PADDING: '77',
   HSM_COMPONENTS_INVALID: '11',
   HSM_NOT_AUTHORIZED: '17',
   HSM_AUDIT_BROKEN: '41',

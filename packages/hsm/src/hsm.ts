@@ -27,6 +27,7 @@ import {
   kcvAes,
   kcvTdes,
   type MacOptions,
+  padIso9797Method2,
   toHex,
   unwrapKeyBlock,
   verifyMac as cryptoVerifyMac,
@@ -37,8 +38,12 @@ import {
   xor,
 } from '@openposp/crypto';
 import type {
+  DataPadding,
+  DecryptDataRequest,
   DeriveDukptInitialKeyRequest,
   DukptInitialKey,
+  EncryptDataRequest,
+  EncryptedData,
   ExportedKey,
   ExportKeyRequest,
   GenerateIbm3624OffsetRequest,
@@ -79,7 +84,7 @@ import {
   type KeyUsage,
   type ModeOfUse,
 } from './keystore.js';
-import { DEFAULT_MODE_BY_USAGE, type KeyType, usagesFor } from './keytypes.js';
+import { DEFAULT_MODE_BY_USAGE, defaultExportability, type KeyType, usagesFor } from './keytypes.js';
 import type { Lmk } from './lmk.js';
 import {
   checkKeyForFormat,
@@ -148,6 +153,12 @@ export interface KeyUnderLmk {
 
 /** Longest MAC input M6/M8 take, in bytes (fits one host frame with its fields). */
 export const MAC_DATA_MAX_BYTES = 32000;
+/**
+ * Longest clear data M0 encrypts, in bytes (fits one host frame with its fields). M2 takes ciphertext of
+ * at most this many bytes without padding, and this plus one block with ISO 9797-1 method 2 padding.
+ */
+export const DATA_MAX_BYTES = 32000;
+export const DATA_PADDINGS: readonly DataPadding[] = ['iso9797-1-pad2', 'none'];
 /** Terminal keys: 4-byte encrypt-zeros check values, as the UnionPay sign-in response (field 62) carries them. */
 export const TERMINAL_KCV_BYTES = 4;
 export const TERMINAL_KEY_TYPES: readonly TerminalKeyType[] = ['TMK', 'TPK', 'TAK', 'TDK'];
@@ -164,6 +175,8 @@ const PIN_DECRYPT: KeyExpectation = { usage: 'P0', modeOfUse: ['B', 'D'] };
 const PIN_ENCRYPT: KeyExpectation = { usage: 'P0', modeOfUse: ['B', 'E'] };
 const KEK_WRAP: KeyExpectation = { usage: 'K0', modeOfUse: ['B', 'E'] };
 const KEK_UNWRAP: KeyExpectation = { usage: 'K0', modeOfUse: ['B', 'D'] };
+const DATA_ENCRYPT: KeyExpectation = { usage: 'D0', modeOfUse: ['B', 'E'] };
+const DATA_DECRYPT: KeyExpectation = { usage: 'D0', modeOfUse: ['B', 'D'] };
 const PVK_IBM = (verify: boolean): KeyExpectation => ({
   usage: 'V1',
   modeOfUse: ['C', verify ? 'V' : 'G'],
@@ -200,6 +213,36 @@ function strengthOf(algorithm: KeyAlgorithm, length: number): number {
 /** Check value of a clear key as the replies give it: TDES encrypt-zeros (X9.24-1), AES CMAC (X9.24-3). */
 export function checkValueOf(algorithm: KeyAlgorithm, key: Uint8Array): string {
   return toHex(algorithm === 'T' ? kcvTdes(key, KCV_BYTES) : kcvAes(key, KCV_BYTES));
+}
+
+function checkDataPadding(p: unknown): DataPadding {
+  if (p === undefined) return 'iso9797-1-pad2';
+  if (!(DATA_PADDINGS as readonly unknown[]).includes(p)) {
+    throw new HsmError('HSM_REQUEST_INVALID', 'padding', `must be ${DATA_PADDINGS.join(' or ')}`);
+  }
+  return p as DataPadding;
+}
+
+function checkIv(iv: Uint8Array, key: CachedKey): void {
+  if (iv.length !== key.blockBytes) {
+    throw new HsmError(
+      'HSM_REQUEST_INVALID',
+      'iv',
+      `must be one ${KEY_ALGORITHMS[key.attrs.algorithm]} block (${key.blockBytes} bytes), got ${iv.length}`,
+    );
+  }
+}
+
+/**
+ * The length of `clear` without its ISO/IEC 9797-1 method 2 padding (0x80 then 0 to block-1 zero bytes,
+ * all in the last block), or -1 when the last block does not end so.
+ */
+function unpaddedLength(clear: Uint8Array, block: number): number {
+  for (let i = clear.length - 1; i >= clear.length - block; i--) {
+    if (clear[i] === 0x80) return i;
+    if (clear[i] !== 0) return -1;
+  }
+  return -1;
 }
 
 function checkAlgorithm(a: string, field = 'algorithm'): asserts a is KeyAlgorithm {
@@ -378,7 +421,7 @@ export class Hsm {
       algorithm: req.algorithm,
       modeOfUse: req.modeOfUse ?? DEFAULT_MODE_BY_USAGE[usage],
       keyVersion: req.keyVersion ?? '00',
-      exportability: req.exportability ?? 'E',
+      exportability: req.exportability ?? defaultExportability(req.keyType),
     };
     checkKeyAttributes(attrs, undefined, 'request');
     return attrs;
@@ -878,6 +921,90 @@ export class Hsm {
       const ok = expected.length === req.mac.length && timingSafeEqual(expected, req.mac);
       wipe(expected);
       return ok;
+    });
+  }
+
+  // --- Data encryption (M0, M2) ---
+
+  /**
+   * M0 (payShield Encrypt Data Block, CBC): encrypts `req.data` under a data key (usage D0: DEK, TDK,
+   * ZEK; mode B or E; TDES or AES) in CBC mode from `req.iv`, or from a random IV the HSM generates
+   * (node:crypto CSPRNG), which it returns with the ciphertext. ISO/IEC 9797-1 padding method 2 unless
+   * `padding` is 'none' (then whole blocks only). Per-transaction: not audited; the key comes from the
+   * key cache. CBC gives confidentiality only, no integrity.
+   */
+  encryptData(req: EncryptDataRequest): EncryptedData {
+    if (!(req.data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array');
+    if (req.iv !== undefined && !(req.iv instanceof Uint8Array)) {
+      throw new TypeError('iv must be a Uint8Array');
+    }
+    const padding = checkDataPadding(req.padding);
+    const n = req.data.length;
+    if (n < 1 || n > DATA_MAX_BYTES) {
+      throw new HsmError('HSM_DATA_LENGTH', 'data', `must be 1 to ${DATA_MAX_BYTES} bytes, got ${n}`);
+    }
+    return this.#run((k) => {
+      const key = k(req.key, DATA_ENCRYPT, 'key');
+      const b = key.blockBytes;
+      if (padding === 'none' && n % b !== 0) {
+        throw new HsmError(
+          'HSM_DATA_LENGTH',
+          'data',
+          `without padding must be whole ${b}-byte blocks, got ${n} bytes`,
+        );
+      }
+      let iv: Uint8Array;
+      if (req.iv === undefined) iv = new Uint8Array(randomBytes(b));
+      else {
+        checkIv(req.iv, key);
+        iv = req.iv.slice();
+      }
+      const clear = padding === 'none' ? req.data : padIso9797Method2(req.data, b);
+      try {
+        return { iv, ciphertext: key.encryptCbc(clear, iv) };
+      } finally {
+        if (clear !== req.data) wipe(clear);
+      }
+    });
+  }
+
+  /**
+   * M2 (payShield Decrypt Data Block, CBC): decrypts `req.ciphertext` under a data key (usage D0, mode B
+   * or D) from `req.iv`; with method 2 padding (the default) the padding is checked and removed:
+   * HSM_DATA_PADDING (77) when the last block does not end in 0x80 and zeros, which is what decrypting
+   * under the wrong key, IV or padding setting almost always (not always: about 1 in 256) gives.
+   */
+  decryptData(req: DecryptDataRequest): Uint8Array {
+    if (!(req.ciphertext instanceof Uint8Array)) throw new TypeError('ciphertext must be a Uint8Array');
+    if (!(req.iv instanceof Uint8Array)) throw new TypeError('iv must be a Uint8Array');
+    const padding = checkDataPadding(req.padding);
+    return this.#run((k) => {
+      const key = k(req.key, DATA_DECRYPT, 'key');
+      const b = key.blockBytes;
+      const n = req.ciphertext.length;
+      const max = padding === 'none' ? DATA_MAX_BYTES : DATA_MAX_BYTES - (DATA_MAX_BYTES % b) + b;
+      if (n < b || n > max || n % b !== 0) {
+        throw new HsmError(
+          'HSM_DATA_LENGTH',
+          'ciphertext',
+          `must be whole ${b}-byte blocks, ${b} to ${max} bytes, got ${n}`,
+        );
+      }
+      checkIv(req.iv, key);
+      const clear = key.decryptCbc(req.ciphertext, req.iv);
+      if (padding === 'none') return clear;
+      const len = unpaddedLength(clear, b);
+      if (len < 0) {
+        wipe(clear);
+        throw new HsmError(
+          'HSM_DATA_PADDING',
+          'ciphertext',
+          'the decrypted data does not end in ISO 9797-1 method 2 padding (wrong key, IV or data)',
+        );
+      }
+      const out = clear.slice(0, len);
+      wipe(clear);
+      return out;
     });
   }
 

@@ -1,7 +1,7 @@
 /**
  * A bounded LRU cache of unwrapped LMK key blocks, for the commands that run per transaction (PIN
- * translation, PIN verification, MAC), so that a hot TPK or ZPK is not re-authenticated and decrypted
- * (two AES passes and a CMAC) on every request.
+ * translation, PIN verification, MAC, data encryption), so that a hot TPK, ZPK or DEK is not
+ * re-authenticated and decrypted (two AES passes and a CMAC) on every request.
  *
  * - Keyed by the key block string itself: a block enters the cache only after its MAC verified under the
  *   LMK, so an entry can only be reached with the exact, authenticated text. Its attributes are checked
@@ -33,13 +33,18 @@ export class CachedKey {
   }
 
   /** The OpenSSL name and key: 2-key TDES as 3-key EDE (K1 K2 K1), AES by length. */
-  #spec(): [string, Uint8Array] {
-    if (this.attrs.algorithm === 'A') return [`aes-${this.key.length * 8}-ecb`, this.key];
-    if (this.key.length === 24) return ['des-ede3-ecb', this.key];
+  #spec(mode: 'ecb' | 'cbc' = 'ecb'): [string, Uint8Array] {
+    if (this.attrs.algorithm === 'A') return [`aes-${this.key.length * 8}-${mode}`, this.key];
+    if (this.key.length === 24) return [`des-ede3-${mode}`, this.key];
     const k = new Uint8Array(24);
     k.set(this.key, 0);
     k.set(this.key.subarray(0, 8), 16);
-    return ['des-ede3-ecb', k];
+    return [`des-ede3-${mode}`, k];
+  }
+
+  /** The cipher's block: 8 bytes (TDES) or 16 (AES). */
+  get blockBytes(): 8 | 16 {
+    return this.attrs.algorithm === 'A' ? 16 : 8;
   }
 
   /** ECB encryption of whole blocks (the caller checks the length). */
@@ -60,6 +65,61 @@ export class CachedKey {
       if (k !== this.key) wipe(k);
     }
     return this.#dec.update(data);
+  }
+
+  /**
+   * CBC objects kept between calls (data encryption, M0/M2), created once with a zero IV. OpenSSL's CBC
+   * state after an update is the last ciphertext block; `#cbcEncLast` / `#cbcDecLast` track it, and
+   * each call cancels it out of its first block (encrypt: XORed into the first clear block with the
+   * request's IV; decrypt: XORed out of the first clear block with the IV), so every call is CBC from its
+   * own IV with one `update()` and no new key schedule.
+   */
+  #cbcEnc: Cipher | undefined;
+  #cbcEncLast: Buffer | undefined;
+  #cbcDec: Decipher | undefined;
+  #cbcDecLast: Buffer | undefined;
+
+  #cbc<T extends Cipher | Decipher>(decrypt: boolean): T {
+    const [name, k] = this.#spec('cbc');
+    try {
+      return (decrypt ? createDecipheriv : createCipheriv)(
+        name,
+        k,
+        Buffer.alloc(this.blockBytes),
+      ).setAutoPadding(false) as T;
+    } finally {
+      if (k !== this.key) wipe(k);
+    }
+  }
+
+  /** CBC encryption of whole blocks from `iv` (the caller checks the lengths). */
+  encryptCbc(data: Uint8Array, iv: Uint8Array): Uint8Array {
+    const b = this.blockBytes;
+    if (this.#cbcEnc === undefined) {
+      this.#cbcEnc = this.#cbc<Cipher>(false);
+      this.#cbcEncLast = Buffer.alloc(b);
+    }
+    const last = this.#cbcEncLast!;
+    const x = Buffer.from(data);
+    for (let i = 0; i < b; i++) x[i]! ^= iv[i]! ^ last[i]!;
+    const out = this.#cbcEnc.update(x);
+    out.copy(last, 0, out.length - b);
+    wipe(x);
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+  }
+
+  /** CBC decryption of whole blocks from `iv` (the caller checks the lengths). */
+  decryptCbc(data: Uint8Array, iv: Uint8Array): Uint8Array {
+    const b = this.blockBytes;
+    if (this.#cbcDec === undefined) {
+      this.#cbcDec = this.#cbc<Decipher>(true);
+      this.#cbcDecLast = Buffer.alloc(b);
+    }
+    const last = this.#cbcDecLast!;
+    const out = this.#cbcDec.update(data);
+    for (let i = 0; i < b; i++) out[i]! ^= iv[i]! ^ last[i]!;
+    last.set(data.subarray(data.length - b));
+    return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   }
 
   /**
@@ -142,6 +202,10 @@ export class CachedKey {
     this.#desK1 = undefined;
     this.#desK2 = undefined;
     this.#desK3 = undefined;
+    this.#cbcEnc = undefined;
+    this.#cbcEncLast?.fill(0);
+    this.#cbcDec = undefined;
+    this.#cbcDecLast?.fill(0);
   }
 }
 

@@ -5,12 +5,14 @@
  * another one from the list (e.g. a PVK for IBM 3624 instead of Visa PVV).
  */
 import { HsmError } from './errors.js';
-import type { KeyAlgorithm, KeyUsage, ModeOfUse } from './keystore.js';
+import type { Exportability, KeyAlgorithm, KeyUsage, ModeOfUse } from './keystore.js';
 
 export interface KeyTypeSpec {
   description: string;
   /** Usages allowed per algorithm; the first is the default. An empty list: algorithm not allowed. */
   usages: Readonly<Record<KeyAlgorithm, readonly KeyUsage[]>>;
+  /** Exportability a generated key gets unless the request says otherwise; E when omitted. */
+  exportability?: Exportability;
 }
 
 export const KEY_TYPES = {
@@ -22,6 +24,13 @@ export const KEY_TYPES = {
   ZAK: { description: 'zone MAC key', usages: { T: ['M3', 'M1', 'M6'], A: ['M6'] } },
   TDK: { description: 'terminal data (track) key', usages: { T: ['D0'], A: ['D0'] } },
   ZEK: { description: 'zone data encryption key', usages: { T: ['D0'], A: ['D0'] } },
+  // A host's own key for data at rest (a PAN in its database, PCI DSS 3.5): shared with no one, so it is
+  // not exportable unless the A0 request asks for E.
+  DEK: {
+    description: 'data encryption key for data at rest (not exportable by default)',
+    usages: { T: ['D0'], A: ['D0'] },
+    exportability: 'N',
+  },
   // Visa PVV and IBM 3624 are defined over DES/TDES only.
   PVK: { description: 'PIN verification key (Visa PVV, or IBM 3624)', usages: { T: ['V2', 'V1'], A: [] } },
   BDK: { description: 'DUKPT base derivation key (TDES or AES DUKPT)', usages: { T: ['B0'], A: ['B0'] } },
@@ -42,6 +51,11 @@ export const DEFAULT_MODE_BY_USAGE: Readonly<Record<KeyUsage, ModeOfUse>> = {
   V1: 'C',
   V2: 'C',
 };
+
+/** The exportability a generated key of `type` gets by default (E, or the key type's own). */
+export function defaultExportability(type: KeyType): Exportability {
+  return (KEY_TYPES[type] as KeyTypeSpec).exportability ?? 'E';
+}
 
 export function isKeyType(s: string): s is KeyType {
   return Object.hasOwn(KEY_TYPES, s);

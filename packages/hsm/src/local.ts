@@ -5,8 +5,11 @@
  * a rejection, a PIN or MAC that does not verify a resolved `{ ok: false }` / `false`.
  */
 import type {
+  DecryptDataRequest,
   DeriveDukptInitialKeyRequest,
   DukptInitialKey,
+  EncryptDataRequest,
+  EncryptedData,
   ExportedKey,
   ExportKeyRequest,
   GenerateIbm3624OffsetRequest,
@@ -105,5 +108,11 @@ export class LocalHsm implements HsmApi {
   }
   deriveDukptInitialKey(req: DeriveDukptInitialKeyRequest): Promise<DukptInitialKey> {
     return settle(() => this.hsm.deriveDukptInitialKey(req, this.who));
+  }
+  encryptData(req: EncryptDataRequest): Promise<EncryptedData> {
+    return settle(() => this.hsm.encryptData(req));
+  }
+  decryptData(req: DecryptDataRequest): Promise<Uint8Array> {
+    return settle(() => this.hsm.decryptData(req));
   }
 }

@@ -847,6 +847,8 @@ describe('key-use misuse matrix over the new commands', () => {
   // Each operation with the key slot under test; every key of another use must be refused (A6/A7).
   const keys = { tpk: K.tpk, tak: K.tak, tdk: K.tdk, tmk: K.tmk, pvk: K.pvkVisa, bdk: K.bdk } as const;
   const pin = () => encryptPinBlock(0, clear(K.tpk), '1234', PAN);
+  const encryptedUnderTdk = () =>
+    hsm.encryptData({ key: K.tdk, data: new Uint8Array(13), iv: new Uint8Array(8) }).ciphertext;
   const ops: Record<string, [keyof typeof keys, (k: string) => unknown]> = {
     'decrypt a PIN block': [
       'tpk',
@@ -875,6 +877,11 @@ describe('key-use misuse matrix over the new commands', () => {
     'derive DUKPT keys': [
       'bdk',
       (k) => hsm.deriveDukptInitialKey({ scheme: 'tdes', bdk: k, ksn: fromHex('FFFF9876543210E00000') }),
+    ],
+    'encrypt data': ['tdk', (k) => hsm.encryptData({ key: k, data: new Uint8Array(13) })],
+    'decrypt data': [
+      'tdk',
+      (k) => hsm.decryptData({ key: k, iv: new Uint8Array(8), ciphertext: encryptedUnderTdk() }),
     ],
   };
   for (const [op, [allowed, run]] of Object.entries(ops)) {

@@ -60,6 +60,7 @@ describe('A0 generate a key', () => {
     ZEK: ['D0', 'B'],
     PVK: ['V2', 'C'],
     BDK: ['B0', 'X'],
+    DEK: ['D0', 'B'],
   };
   for (const type of Object.keys(KEY_TYPES) as KeyType[]) {
     test(`${type}: TDES key with odd parity, usage ${expected[type][0]}, check value matches BU`, async () => {
@@ -69,7 +70,8 @@ describe('A0 generate a key', () => {
       const { key, attrs } = lmk.unwrapKey(r.keyBlock, null);
       assert.equal(attrs.usage, expected[type][0]);
       assert.equal(attrs.modeOfUse, expected[type][1]);
-      assert.equal(attrs.exportability, 'E');
+      // A DEK (data at rest, never exchanged) is not exportable unless asked for.
+      assert.equal(attrs.exportability, type === 'DEK' ? 'N' : 'E');
       assert.deepEqual(key, adjustOddParity(key));
       assert.equal(r.checkValue, toHex(kcvTdes(key, 3)));
       assert.equal(hsm.keyCheckValue(r.keyBlock), r.checkValue);
@@ -110,7 +112,7 @@ describe('A0 generate a key', () => {
     throwsHsm(
       () => hsm.generateKey({ keyType: 'XYZ' as KeyType, algorithm: 'T', keyLengthBytes: 16 }),
       'HSM_KEY_TYPE',
-      'keyType: unknown key type (expected TMK, ZMK, TPK, ZPK, TAK, ZAK, TDK, ZEK, PVK, BDK)',
+      'keyType: unknown key type (expected TMK, ZMK, TPK, ZPK, TAK, ZAK, TDK, ZEK, DEK, PVK, BDK)',
       '04',
     );
     throwsHsm(
