@@ -36,6 +36,10 @@ test('posp load: bounds on --terminals, --duration and --rate are named errors',
       ['--terminals', '2', '--duration', '2', '--posp-nodes', '2'],
       'posp load: --posp-nodes: more than one POSP node needs --db postgres://…\n',
     ],
+    [
+      ['--terminals', '2', '--duration', '2', '--posp-nodes', '1', '--processes'],
+      'posp load: --processes runs one POSP process: it does not take --posp-nodes\n',
+    ],
   ];
   for (const [args, err] of cases) {
     const r = await runPosp(['load', ...args]);
@@ -74,4 +78,22 @@ test('posp load --terminals 2 --duration 2 --json: the whole chain, approvals, n
   assert.equal(j.errors, 0);
   assert.ok(j.tps! > 0);
   assert.ok(j.p50Ms! > 0 && j.p50Ms! <= j.p95Ms! && j.p95Ms! <= j.p99Ms!, 'p50 <= p95 <= p99');
+});
+
+test('posp load --processes: every party in its own process, the CPU each one used per authorization', async () => {
+  const r = await runPosp(['load', '--terminals', '2', '--duration', '2', '--processes']);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^posp {8}every party in its own process, state in SQLite$/m);
+  const line = /^ {12}(.*) ms per authorization \(service processes\)$/m.exec(r.out);
+  assert.ok(line, r.out);
+  const byProcess = Object.fromEntries(
+    line[1]!.split(', ').map((kv) => {
+      const [k, v] = kv.split(' ');
+      return [k, Number(v)];
+    }),
+  );
+  assert.deepEqual(Object.keys(byProcess), ['hsm', 'issuer-bank-a', 'issuer-bank-b', 'switch', 'posp']);
+  // Every service worked for every authorization: none of them can have used no CPU at all.
+  for (const [k, v] of Object.entries(byProcess)) assert.ok(v > 0, `${k}: ${v}`);
+  assert.match(r.out, /^errors {6}0$/m);
 });

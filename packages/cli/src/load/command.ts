@@ -22,7 +22,7 @@ import {
 } from './run.js';
 
 const USAGE = `usage: posp load --terminals N --duration S [--rate R] [--json] [--dir D]
-                 [--db postgres://USER@HOST:PORT/DB] [--posp-nodes N]
+                 [--db postgres://USER@HOST:PORT/DB] [--posp-nodes N] [--processes]
 
   Starts the network (HSM, two issuers, switch, POSP) in this process over loopback TCP and drives it
   with N simulated terminals (1..${LOAD_TERMINALS_MAX}) for S seconds (1..${LOAD_DURATION_MAX_S}): each signs in,
@@ -39,6 +39,8 @@ const USAGE = `usage: posp load --terminals N --duration S [--rate R] [--json] [
   PGPASSWORD, not in the URL (ps shows command lines).
   --posp-nodes N: the POSP as N child processes (1..${LOAD_POSP_NODES_MAX}), each its own port, on one database;
   terminal k talks to node k mod N. More than one needs --db.
+  --processes: every party (HSM, issuers, switch, POSP) in a process of its own, as posp up runs
+  them; this process keeps the terminals. Also prints each process's CPU ms per authorization.
 `;
 
 function intFlag(v: string, name: string, min: number, max: number): number {
@@ -56,7 +58,7 @@ export interface LoadArgs extends Omit<LoadOptions, 'dir' | 'progress'> {
 export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
   const f = parseFlags(args, {
     values: ['terminals', 'duration', 'rate', 'dir', 'db', 'posp-nodes'],
-    switches: ['json', 'help'],
+    switches: ['json', 'help', 'processes'],
   });
   if (f.switches.has('help')) return 'help';
   if (f.positional.length > 0)
@@ -68,6 +70,11 @@ export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
     throw new CliError('CLI_REQUEST_INVALID', '--db: must be a postgres:// or postgresql:// URL');
   const nodes = f.values.get('posp-nodes');
   const pospNodes = nodes === undefined ? undefined : intFlag(nodes, 'posp-nodes', 1, LOAD_POSP_NODES_MAX);
+  if (pospNodes !== undefined && f.switches.has('processes'))
+    throw new CliError(
+      'CLI_REQUEST_INVALID',
+      '--processes runs one POSP process: it does not take --posp-nodes',
+    );
   if (pospNodes !== undefined && pospNodes > 1 && db === undefined && dir === undefined)
     throw new CliError(
       'CLI_REQUEST_INVALID',
@@ -81,6 +88,7 @@ export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
     ...(dir !== undefined ? { dir } : {}),
     ...(db !== undefined ? { db } : {}),
     ...(pospNodes !== undefined ? { pospNodes } : {}),
+    ...(f.switches.has('processes') ? { processes: true } : {}),
   };
 }
 
@@ -96,10 +104,17 @@ export function textOfLoad(r: LoadResult): string {
     .join(', ');
   return [
     `terminals   ${r.terminals}, ${r.rate !== undefined ? `open loop at ${r.rate}/s` : 'closed loop'}, ${r.elapsedS} s`,
-    `posp        ${r.pospNodes === undefined ? 'in this process' : `${r.pospNodes} node${r.pospNodes > 1 ? 's' : ''} (processes)`}, state in ${r.database === 'postgres' ? 'PostgreSQL' : 'SQLite'}`,
+    `posp        ${r.cpuMsPerAuthByProcess ? 'every party in its own process' : r.pospNodes === undefined ? 'in this process' : `${r.pospNodes} node${r.pospNodes > 1 ? 's' : ''} (processes)`}, state in ${r.database === 'postgres' ? 'PostgreSQL' : 'SQLite'}`,
     `throughput  ${r.tps} authorizations/s (approved)`,
     `latency     p50 ${r.p50Ms} ms  p95 ${r.p95Ms} ms  p99 ${r.p99Ms} ms`,
     `cpu         ${r.cpuMsPerAuth} ms per authorization (this process, user + system)`,
+    ...(r.cpuMsPerAuthByProcess
+      ? [
+          `            ${Object.entries(r.cpuMsPerAuthByProcess)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')} ms per authorization (service processes)`,
+        ]
+      : []),
     `approved    ${r.approved}`,
     `errors      ${r.errors}${kinds ? ` (${kinds})` : ''}`,
     '',
@@ -123,6 +138,7 @@ export async function loadCommand(args: string[], io: Io): Promise<number> {
       ...(a.rate !== undefined ? { rate: a.rate } : {}),
       ...(a.db !== undefined ? { db: a.db } : {}),
       ...(a.pospNodes !== undefined ? { pospNodes: a.pospNodes } : {}),
+      ...(a.processes ? { processes: true } : {}),
       dir,
       ...(a.json
         ? {}

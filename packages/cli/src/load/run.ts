@@ -35,7 +35,13 @@ import { loadSwitchConfigFile, startSwitch, type SwitchHandle } from '@openposp/
 import { loadTerminalConfig, PINPAD_SCRYPT_N_MIN, startTerminal, type Terminal } from '@openposp/terminal';
 import { CliError } from '../errors.js';
 import { hasManifest, layoutOf, type NetworkManifest, readManifest } from '../network/layout.js';
-import { type ServiceProcess, startServiceProcess, stopServiceProcess } from '../network/processes.js';
+import {
+  type RunningNetwork,
+  type ServiceProcess,
+  startNetworkProcesses,
+  startServiceProcess,
+  stopServiceProcess,
+} from '../network/processes.js';
 import { DEMO_ISSUERS } from '../network/cards.js';
 import { freePorts, setupNetwork } from '../network/setup.js';
 import { cardOfTerminal, ensureLoadSetup, type LoadTerminal, track2OfLoadCard } from './setup.js';
@@ -74,6 +80,11 @@ export interface LoadOptions {
   db?: string;
   /** Run the POSP as this many child processes on one database instead of in this process. */
   pospNodes?: number;
+  /**
+   * Every party (HSM, issuers, switch, POSP) in a child process of its own, as `posp up` runs them;
+   * this process keeps only the terminals. The figures then give each process's CPU per authorization.
+   */
+  processes?: boolean;
 }
 
 export interface LoadResult {
@@ -86,6 +97,8 @@ export interface LoadResult {
   /** Not approved, by outcome (declined 51, no-answer, TERMINAL_..., ...). */
   errorKinds: Record<string, number>;
   elapsedS: number;
+  /** With `processes`: CPU ms per approved authorization of each service process (user + system). */
+  cpuMsPerAuthByProcess?: Record<string, number>;
   /** CPU time this process used per approved authorization during the timed run, ms (user + system). */
   cpuMsPerAuth: number;
   terminals: number;
@@ -227,16 +240,25 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     );
   const lmk = openSealedLmk(m.hsm.sealed, { componentFiles: m.hsm.components });
   let services: Services | undefined;
+  let network: RunningNetwork | undefined;
   const terminals: Terminal[] = [];
   try {
     const { hsm, load } = await ensureLoadSetup(dir, m, lmk, opts.terminals, say);
-    try {
-      services = await startServices(m, hsm, opts.pospNodes);
-    } catch (e) {
+    let ports: number[];
+    if (opts.processes) {
+      // The setup's HSM (custodians' authorized state for the load TMKs) gives way to its own process.
       await hsm.stop();
-      throw e;
+      network = await startNetworkProcesses(m, say);
+      ports = [m.posp.port];
+    } else {
+      try {
+        services = await startServices(m, hsm, opts.pospNodes);
+      } catch (e) {
+        await hsm.stop();
+        throw e;
+      }
+      ports = services.ports;
     }
-    const ports = services.ports;
     for (const [k, t] of load.terminals.slice(0, opts.terminals).entries())
       terminals.push(await openLoadTerminal(t, ports[k % ports.length]!));
     for (const [k, t] of terminals.entries()) {
@@ -245,13 +267,15 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
         throw new CliError('CLI_INTERNAL', `sign-in of load terminal ${k + 1}: ${r.status}`);
     }
     say(`${terminals.length} terminals signed in; running ${opts.durationS} s`);
+    const children = network?.services ?? [];
     return {
-      ...(await drive(terminals, opts)),
+      ...(await drive(terminals, opts, children)),
       database: isPostgresUrl(m.posp.database) ? 'postgres' : 'sqlite',
       ...(opts.pospNodes !== undefined ? { pospNodes: opts.pospNodes } : {}),
     };
   } finally {
     for (const t of terminals) await t.close().catch(() => {});
+    if (network) await network.stop().catch(() => {});
     if (services) {
       await services.posp?.close().catch(() => {});
       for (const n of services.nodes) await stopServiceProcess(n).catch(() => {});
@@ -264,10 +288,29 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
 }
 
 /** The timed part: every terminal's loop, the progress line, the figures. */
+/** CPU time (user + system) a child has used, ms, from /proc/<pid>/stat (Linux); undefined elsewhere. */
+export function processCpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces, so split after its closing parenthesis).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]); // utime, stime: fields 14 and 15 of proc(5)
+    return Number.isFinite(ticks) ? (ticks * 1000) / CLOCK_TICKS_PER_S : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** USER_HZ: the unit of /proc/<pid>/stat times, 100 on Linux on every architecture Node runs on. */
+const CLOCK_TICKS_PER_S = 100;
+
 async function drive(
   terminals: Terminal[],
   opts: LoadOptions,
+  children: readonly ServiceProcess[] = [],
 ): Promise<Omit<LoadResult, 'database' | 'pospNodes'>> {
+  const childCpu0 = children.map((c) => processCpuMs(c.child.pid));
   let latencies = new Float64Array(1 << 16);
   let count = 0;
   let approved = 0;
@@ -342,6 +385,13 @@ async function drive(
   }
   const elapsedS = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  const byProcess: Record<string, number> = {};
+  for (const [i, c] of children.entries()) {
+    const before = childCpu0[i];
+    const now = processCpuMs(c.child.pid);
+    if (before !== undefined && now !== undefined && approved > 0)
+      byProcess[c.name] = round2((now - before) / approved);
+  }
   const sorted = latencies.subarray(0, count).sort();
   const errors = Object.values(errorKinds).reduce((a, b) => a + b, 0);
   return {
@@ -354,6 +404,7 @@ async function drive(
     errorKinds,
     elapsedS: round2(elapsedS),
     cpuMsPerAuth: approved === 0 ? 0 : round2((cpu.user + cpu.system) / 1000 / approved),
+    ...(children.length > 0 ? { cpuMsPerAuthByProcess: byProcess } : {}),
     terminals: terminals.length,
     ...(opts.rate !== undefined ? { rate: opts.rate } : {}),
   };
