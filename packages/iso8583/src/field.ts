@@ -633,17 +633,6 @@ const FROM_CHAR_CODE_MAX = 16;
 const VAR_FROM_CHAR_CODE_MAX = 19;
 const VAR_SENSITIVE_FROM_CHAR_CODE_MAX = 40;
 
-/** The characters of `n` BCD digits at `q` as String.fromCharCode arguments (after the pad of odd right). */
-function bcdCharArgs(n: number, left: boolean, charset: number): string {
-  const skip = (n & 1) === 1 && !left ? 1 : 0;
-  return Array.from({ length: n }, (_, i) => {
-    const at = i + skip;
-    const byte = `b[q + ${at >> 1}]`;
-    const v = (at & 1) === 0 ? `${byte} >> 4` : `${byte} & 15`;
-    return charset === BCD_DIGITS ? `48 + (${v})` : `NC[${v}]`;
-  }).join(', ');
-}
-
 /**
  * One field's block as it is being written: the field, its number, its rank among the present fields
  * (its index in the values), the local variable `D` that takes its value, the code `FB` that hands over
@@ -656,6 +645,25 @@ interface Block {
   D: string;
   FB: string;
   L: string;
+}
+
+/**
+ * The characters of `n` BCD digits at `q` as String.fromCharCode arguments that also check them: each
+ * whole byte is read once, through the pair table `pairs` (its two characters, or 0 when a nibble is not
+ * allowed), into `y`, and `m |= y - 1` leaves `m` negative after a byte that is not allowed (the caller
+ * sets `m = 0` before and hands over when `m < 0` after). The lone digit of an odd count (and its pad
+ * nibble) is checked by the caller.
+ */
+function bcdPairArgs(n: number, left: boolean, charset: number, pairs: string): string {
+  const odd = (n & 1) === 1;
+  const nibble = (v: string) => (charset === BCD_DIGITS ? `48 + (${v})` : `NC[${v}]`);
+  const [first, second] = LITTLE_ENDIAN ? ['y & 255', 'y >> 8'] : ['y >> 8', 'y & 255'];
+  const args: string[] = [];
+  let at = 0;
+  if (odd && !left) args.push(nibble(`b[q + ${at++}] & 15`));
+  for (let i = 0; i < n >> 1; i++) args.push(`(y = ${pairs}[b[q + ${at++}]], m |= y - 1, ${first})`, second);
+  if (odd && left) args.push(nibble(`b[q + ${at}] >> 4`));
+  return args.join(', ');
 }
 
 /** `switch (n)` into `D` with one String.fromCharCode per length 0..`upTo`, each made by `make(length)`. */
@@ -795,31 +803,27 @@ function fastBody({ c, rank, D, FB, L }: Block, out: string[], now = false): voi
     // straight from the nibbles, by length (no trip through the character buffer: nothing to wipe).
     const upTo = Math.min(max, sens ? VAR_SENSITIVE_FROM_CHAR_CODE_MAX : VAR_FROM_CHAR_CODE_MAX);
     const pad = (v: string) => `((${v}) !== 0 && (${v}) !== 15)`;
-    out.push(`if (n <= ${upTo}) {`, `od = (n & 1) === 1; r = q; e = q + nb;`);
-    if (left) out.push(`if (od) { e--; v = b[e]; if (${pad('v & 15')} || ${pairs}[v & 0xf0] === 0) ${FB} }`);
-    else out.push(`if (od) { v = b[q]; if (${pad('v >> 4')} || ${pairs}[v & 15] === 0) ${FB} r++; }`);
+    out.push(`if (n <= ${upTo}) {`, `od = (n & 1) === 1;`);
+    if (left)
+      out.push(`if (od) { v = b[q + nb - 1]; if (${pad('v & 15')} || ${pairs}[v & 0xf0] === 0) ${FB} }`);
+    else out.push(`if (od) { v = b[q]; if (${pad('v >> 4')} || ${pairs}[v & 15] === 0) ${FB} }`);
     out.push(
-      `for (; r < e; r++) if (${pairs}[b[r]] === 0) ${FB}`,
-      byLength(D, upTo, (len) => bcdCharArgs(len, left, c.charset)),
+      'm = 0;',
+      byLength(D, upTo, (len) => bcdPairArgs(len, left, c.charset, pairs)),
+      `if (m < 0) ${FB}`,
       `p = q + nb; break ${L}; }`,
     );
     if (upTo === max) return; // every length is covered
   }
   if (fixedSmall) {
-    // Check every nibble (and the pad nibble of an odd count), then one string from the nibbles.
+    // Check the pad nibble of an odd count, then one string from the nibbles, checked as they are read.
     const odd = (max & 1) === 1;
     const padCheck = (v: string) => `((${v}) !== 0 && (${v}) !== 15)`;
-    let from = 'q';
-    let to = 'q + nb';
-    if (odd && left) {
+    if (odd && left)
       out.push(`v = b[q + nb - 1]; if (${padCheck('v & 15')} || ${pairs}[v & 0xf0] === 0) ${FB}`);
-      to = 'q + nb - 1';
-    } else if (odd) {
-      out.push(`v = b[q]; if (${padCheck('v >> 4')} || ${pairs}[v & 15] === 0) ${FB}`);
-      from = 'q + 1';
-    }
-    out.push(`for (r = ${from}; r < ${to}; r++) if (${pairs}[b[r]] === 0) ${FB}`);
-    out.push(`${D} = FCC(${bcdCharArgs(max, left, c.charset)});`, 'p = q + nb;');
+    else if (odd) out.push(`v = b[q]; if (${padCheck('v >> 4')} || ${pairs}[v & 15] === 0) ${FB}`);
+    out.push('m = 0;', `${D} = FCC(${bcdPairArgs(max, left, c.charset, pairs)});`, `if (m < 0) ${FB}`);
+    out.push('p = q + nb;');
     return;
   }
   const odd = c.fixed ? ((max & 1) === 1 ? 'true' : 'false') : '(n & 1) === 1';
@@ -961,7 +965,7 @@ export function readerSource(
     'const b = cur.bytes; const end = cur.end; const c8 = cur.chars; const c16 = cur.chars16; const c32 = cur.chars32;',
     'const plain = b.constructor === Uint8Array;',
     'let p = cur.pos; let o = cur.cpos; let t = 0; let fi = 0, fk = 0;',
-    'let q = 0, n = 0, v = 0, x = 0, z = 0, r = 0, e = 0, st = 0, nb = 0, od = false, g = null;',
+    'let q = 0, n = 0, v = 0, x = 0, y = 0, m = 0, z = 0, r = 0, e = 0, st = 0, nb = 0, od = false, g = null;',
     ...(keyWords > 0 ? [`let ih = 0, ie = 0, ${keys.join(', ')};`] : []),
     // One local per value; the array of them is made once, at the end.
     ...(blocks.length > 0 ? [`let ${values};`] : []),
