@@ -603,6 +603,11 @@ function unknownField(id: number, specName: string, pos: number): Iso8583Error {
 export interface ReaderEntry {
   read: FieldsReader;
   ranks: Int8Array;
+  /** Its bitmap. */
+  w0: number;
+  w1: number;
+  w2: number;
+  w3: number;
 }
 
 /**
@@ -631,6 +636,11 @@ const FROM_CHAR_CODE_MAX = 16;
  * character buffer and its wipe.
  */
 const VAR_FROM_CHAR_CODE_MAX = 19;
+/**
+ * Fixed b fields up to this many bytes are copied by straight-line stores into a new Uint8Array (of its
+ * own ArrayBuffer: also right for sensitive ones) when the input is a plain Uint8Array.
+ */
+const INLINE_COPY_MAX = 16;
 const VAR_SENSITIVE_FROM_CHAR_CODE_MAX = 40;
 
 /**
@@ -744,8 +754,15 @@ function fastBody({ c, rank, D, FB, L }: Block, out: string[], now = false): voi
   const op = c.op;
   if (op === OP_BINARY) {
     out.push(`if (q + n > end) ${FB}`);
-    // Sensitive bytes get memory of their own; others a plain copy, or the input's own slice() (Buffer: a view).
-    out.push(sens ? `${D} = OB(b, q, n);` : `${D} = plain ? CB(b, q, n) : b.slice(q, q + n);`);
+    if (c.fixed && max <= INLINE_COPY_MAX) {
+      // A few bytes (a PIN block, a MAC): a new array and one store per byte, from a plain Uint8Array.
+      const copy = Array.from({ length: max }, (_, i) => `${D}[${i}] = b[q + ${i}];`).join(' ');
+      out.push(`if (plain) { ${D} = new Uint8Array(${max}); ${copy} }`);
+      out.push(sens ? `else ${D} = OB(b, q, n);` : `else ${D} = b.slice(q, q + n);`);
+    } else {
+      // Sensitive bytes get memory of their own; others a plain copy, or the input's own slice() (Buffer: a view).
+      out.push(sens ? `${D} = OB(b, q, n);` : `${D} = plain ? CB(b, q, n) : b.slice(q, q + n);`);
+    }
     out.push('p = q + n;');
     return;
   }
@@ -1077,6 +1094,7 @@ export class ReaderCache {
   private readonly fns: (ReaderEntry | undefined)[] = new Array(CACHE_SLOTS).fill(undefined);
   private entries = 0;
   private compiled = 0;
+  private last: ReaderEntry | undefined = undefined;
   private helpers: Record<string, unknown> | undefined;
 
   constructor(table: readonly (FieldCodec | undefined)[], specName: string) {
@@ -1099,8 +1117,13 @@ export class ReaderCache {
 
   /** The generated reader of this bitmap, if it has one. */
   get(w0: number, w1: number, w2: number, w3: number): ReaderEntry | undefined {
+    // The bitmap of the last message found is checked first (traffic repeats a few bitmaps).
+    const last = this.last;
+    if (last !== undefined && last.w0 === w0 && last.w1 === w1 && last.w2 === w2 && last.w3 === w3) return last;
     const h = this.slot(w0, w1, w2, w3);
-    return h < 0 ? undefined : this.fns[h];
+    const found = h < 0 ? undefined : this.fns[h];
+    if (found !== undefined) this.last = found;
+    return found;
   }
 
   /** A message with this bitmap unpacked without error (by the reference reader). */
@@ -1132,7 +1155,7 @@ export class ReaderCache {
       [w0, w1, w2, w3].forEach((word, k) => {
         for (let j = 0; j < 32; j++) if ((word & (0x80000000 >>> j)) !== 0) ranks[32 * k + j + 1] = rank++;
       });
-      this.fns[h] = { read, ranks };
+      this.fns[h] = { read, ranks, w0, w1, w2, w3 };
       this.compiled++;
     } catch (e) {
       if (!(e instanceof EvalError)) throw e;

@@ -227,7 +227,7 @@ export class Iso8583Message {
   set mti(mti: string) {
     this.mtiValue = checkMti(mti);
     this.table = this.spec.fieldsFor(mti);
-    this.ranks = undefined; // get's shortcut assumes the table the message was unpacked with
+    this.dropRanks(); // get's shortcut assumes the table the message was unpacked with
   }
 
   /**
@@ -281,10 +281,18 @@ export class Iso8583Message {
     m.w1 = w1;
     m.w2 = w2;
     m.w3 = w3;
-    m.countWords();
+    // With ranks, the counts per word are not needed until the first change (dropRanks).
+    if (ranks === undefined) m.countWords();
     m.dense = dense;
     m.ranks = ranks;
     return m;
+  }
+
+  /** Stop using the ranks of a generated reader (the message changes): the counts per word take over. */
+  private dropRanks(): void {
+    if (this.ranks === undefined) return;
+    this.ranks = undefined;
+    this.countWords();
   }
 
   private countWords(): void {
@@ -313,7 +321,7 @@ export class Iso8583Message {
 
   /** @internal Store (or with undefined, remove) the value of field `id` (2..128), unchecked. */
   putValue(id: number, value: FieldValue | undefined): void {
-    this.ranks = undefined;
+    this.dropRanks();
     const slots = this.slots;
     if (slots !== undefined) {
       slots[id] = value;
@@ -800,8 +808,10 @@ export function unpackWith(
   let pos = spec.mtiEncoding === 'bcd' ? 2 : 4;
   const bitmapAt = pos;
   pos += readBitmap(spec, bytes, pos, end, 'primary bitmap');
-  const w0 = bitmapHi;
-  const w1 = bitmapLo;
+  // Words as signed 32-bit integers, as the reader cache keeps them (an Int32Array): a word with its top
+  // bit set (field 33, 65 or 97) would otherwise never find its generated reader.
+  const w0 = bitmapHi | 0;
+  const w1 = bitmapLo | 0;
   let w2 = 0;
   let w3 = 0;
   if (w0 & 0x80000000) {
@@ -813,8 +823,8 @@ export function unpackWith(
         bitmapAt,
       );
     pos += readBitmap(spec, bytes, pos, end, 'secondary bitmap');
-    w2 = bitmapHi;
-    w3 = bitmapLo;
+    w2 = bitmapHi | 0;
+    w3 = bitmapLo | 0;
   }
   const table = spec.fieldsFor(mti);
   const checkSub = options?.checkSubfields !== false;
