@@ -1119,7 +1119,8 @@ export class ReaderCache {
   get(w0: number, w1: number, w2: number, w3: number): ReaderEntry | undefined {
     // The bitmap of the last message found is checked first (traffic repeats a few bitmaps).
     const last = this.last;
-    if (last !== undefined && last.w0 === w0 && last.w1 === w1 && last.w2 === w2 && last.w3 === w3) return last;
+    if (last !== undefined && last.w0 === w0 && last.w1 === w1 && last.w2 === w2 && last.w3 === w3)
+      return last;
     const h = this.slot(w0, w1, w2, w3);
     const found = h < 0 ? undefined : this.fns[h];
     if (found !== undefined) this.last = found;
