@@ -770,7 +770,15 @@ function fastBody({ c, rank, D, FB, L }: Block, out: string[], now = false): voi
   const args = (f: (i: number) => string): string => Array.from({ length: max }, (_, i) => f(i)).join(', ');
   if (op === OP_ASCII) {
     out.push(`if (q + n > end) ${FB}`);
-    if (!sens && (!c.fixed || max <= SMALL_DIGITS_MAX)) {
+    if (!sens && c.fixed && max <= SMALL_DIGITS_MAX) {
+      // Up to 4 digits (any text type: the characters are the same): a shared string of `smallDigits`,
+      // the digits read straight (DG: a digit's value, or a large negative number for any other byte).
+      const sum = Array.from({ length: max }, (_, i) => `DG[b[q + ${i}]] * ${10 ** (max - 1 - i)}`);
+      out.push(
+        `v = ${sum.join(' + ')};`,
+        `if (v >= 0) { g = S${max}[v]; ${D} = g === undefined ? SD(${max}, v) : g; p = q + n; break ${L}; }`,
+      );
+    } else if (!sens && !c.fixed) {
       // Up to 4 digits (any text type: the characters are the same): a shared string of `smallDigits`.
       out.push(
         `if (n <= ${SMALL_DIGITS_MAX}) { v = 0; for (z = 0; z < n; z++) { x = b[q + z] - 48; if (x < 0 || x > 9) break; v = v * 10 + x; }`,
@@ -810,7 +818,29 @@ function fastBody({ c, rank, D, FB, L }: Block, out: string[], now = false): voi
   const left = c.leftJustified;
   const pairs = ['PD', 'PT', 'PH', 'PH'][c.charset]!;
   out.push(`nb = (n + 1) >> 1; if (q + nb > end) ${FB}`);
-  if (!sens && c.charset === BCD_DIGITS && (!c.fixed || max <= SMALL_DIGITS_MAX)) {
+  if (!sens && c.charset === BCD_DIGITS && c.fixed && max <= SMALL_DIGITS_MAX) {
+    // Up to 4 digits: a shared string of `smallDigits`, the digits read straight byte by byte (BV: a
+    // byte's two digits; BR/BL: the digit beside the pad nibble of an odd count, right or left
+    // justified; a large negative number for a byte that is not allowed).
+    const terms: string[] = [];
+    let at = 0;
+    let weight = 10 ** max;
+    if ((max & 1) === 1 && !left) {
+      weight /= 10;
+      terms.push(`BR[b[q + ${at++}]] * ${weight}`);
+    }
+    for (let i = 0; i < max >> 1; i++) {
+      weight /= 100;
+      terms.push(`BV[b[q + ${at++}]] * ${weight}`);
+    }
+    if ((max & 1) === 1 && left) terms.push(`BL[b[q + ${at}]]`);
+    out.push(
+      `v = ${terms.join(' + ')}; if (v < 0) ${FB}`,
+      `g = S${max}[v]; ${D} = g === undefined ? SD(${max}, v) : g; p = q + nb;`,
+    );
+    return;
+  }
+  if (!sens && c.charset === BCD_DIGITS && !c.fixed) {
     out.push(
       `if (n <= ${SMALL_DIGITS_MAX}) { v = BS(b, q, n, ${left}); if (v < 0) ${FB} ${D} = SD(n, v); p = q + nb; break ${L}; }`,
     );
@@ -1061,6 +1091,14 @@ function readerHelpers(
     PH: PAIRS_HEX,
     NC: NIBBLE_CHAR,
     SD: smallDigits,
+    S1: SMALL[1],
+    S2: SMALL[2],
+    S3: SMALL[3],
+    S4: SMALL[4],
+    DG: DIGIT_VALUE,
+    BV: BCD_VALUE,
+    BR: BCD_RIGHT_ODD,
+    BL: BCD_LEFT_ODD,
     BS: bcdSmall,
     CB: copyBytes,
     OB: ownBytes,
@@ -1196,6 +1234,22 @@ function truncated(field: string, what: string, n: number, pos: number, end: num
 
 /** Values of up to this many digits come from `smallDigits`. */
 const SMALL_DIGITS_MAX = 4;
+/** Below any sum of digit values a small field can make (so one bad byte makes the sum negative). */
+const NOT_DIGITS = -1e6;
+/** An ASCII byte: its digit's value, or NOT_DIGITS. */
+const DIGIT_VALUE = Int32Array.from({ length: 256 }, (_, v) => (v >= 48 && v <= 57 ? v - 48 : NOT_DIGITS));
+/** A BCD byte: the value of its two digits, or NOT_DIGITS. */
+const BCD_VALUE = Int32Array.from({ length: 256 }, (_, v) =>
+  v >> 4 <= 9 && (v & 15) <= 9 ? (v >> 4) * 10 + (v & 15) : NOT_DIGITS,
+);
+/** The first byte of an odd count, right-justified: pad nibble (0 or F) then a digit; else NOT_DIGITS. */
+const BCD_RIGHT_ODD = Int32Array.from({ length: 256 }, (_, v) =>
+  (v >> 4 === 0 || v >> 4 === 15) && (v & 15) <= 9 ? v & 15 : NOT_DIGITS,
+);
+/** The last byte of an odd count, left-justified: a digit then pad nibble (0 or F); else NOT_DIGITS. */
+const BCD_LEFT_ODD = Int32Array.from({ length: 256 }, (_, v) =>
+  ((v & 15) === 0 || (v & 15) === 15) && v >> 4 <= 9 ? v >> 4 : NOT_DIGITS,
+);
 /** By digit count, the strings "", "0".."9", "00".."99", ... "0000".."9999", made on first use. */
 const SMALL: (string | undefined)[][] = [
   [''],
