@@ -623,9 +623,10 @@ export class Issuer {
         const card = await this.store.get<CardRow>('SELECT * FROM cards WHERE pan_token = ?', [token]);
         const pin = await this.#verifyPin(type, card, req);
         return await this.store.transaction(async (tx) => {
-          // Re-checked inside the transaction: the row is the unique key, written in this transaction.
-          const again = await this.#findByIdentity(tx, msgClass, req);
-          if (again !== undefined) return replayOf(again, req, token, type);
+          // Not read again in here: the identity's unique key decides (the insert's ON CONFLICT; a
+          // request recorded meanwhile, here or on another node, throws IdentityTaken and gets that
+          // first answer below). On PostgreSQL a read of the identity index in every authorization made
+          // concurrent ones conflict (SSI locks index pages that every insert touches; issue 7).
           return this.#decideAndRecord(tx, msgClass, type, req, token, pin);
         });
       } catch (e) {

@@ -87,7 +87,11 @@ export async function post(
       e.accountId,
       e.amountMinor,
     ]);
-    await q.run('UPDATE accounts SET ledger_minor = ledger_minor + ? WHERE id = ?', [
+    // Only a cardholder's balance is kept in its row (authorization reads it). The clearing and funding
+    // accounts' balances are the sums of their entries, computed when read: every purchase posts to the
+    // clearing account, and a row every authorization writes would make concurrent authorizations of
+    // different cards conflict (PostgreSQL SERIALIZABLE aborts all but one; issue 7).
+    await q.run("UPDATE accounts SET ledger_minor = ledger_minor + ? WHERE id = ? AND kind = 'cardholder'", [
       e.amountMinor,
       e.accountId,
     ]);
@@ -113,13 +117,22 @@ export async function getBalance(q: Queryable, accountId: string): Promise<Accou
     held_minor: number;
   }>('SELECT id, kind, currency, ledger_minor, held_minor FROM accounts WHERE id = ?', [accountId]);
   if (r === undefined) return undefined;
+  let ledgerMinor = r.ledger_minor;
+  if (r.kind !== 'cardholder') {
+    // Not kept in the row (see `post`): the sum of the account's entries.
+    const sum = await q.get<{ s: number | null }>(
+      'SELECT SUM(amount_minor) AS s FROM ledger_entries WHERE account_id = ?',
+      [accountId],
+    );
+    ledgerMinor = sum?.s ?? 0;
+  }
   return {
     accountId: r.id,
     kind: r.kind,
     currency: r.currency,
-    ledgerMinor: r.ledger_minor,
+    ledgerMinor,
     heldMinor: r.held_minor,
-    availableMinor: r.ledger_minor - r.held_minor,
+    availableMinor: ledgerMinor - r.held_minor,
   };
 }
 
@@ -167,8 +180,9 @@ export interface LedgerAudit {
 
 /**
  * Checks the ledger's invariants (docs in README.md, "Invariants"):
- * L1 all entries sum to zero; L2 every posting has >= 2 entries summing to zero; L3 every account's
- * ledger balance is the sum of its entries; L4 every account's held amount is the sum of its active
+ * L1 all entries sum to zero; L2 every posting has >= 2 entries summing to zero; L3 every cardholder
+ * account's stored ledger balance is the sum of its entries (the clearing and funding accounts' balances
+ * are that sum by construction: computed when read); L4 every account's held amount is the sum of its active
  * holds; L5 every approved purchase's refunds stay within its amount and match the approved refunds
  * pointing at it; L6 a transaction family (a purchase with its voids, refunds and reversals) moved the
  * cardholder by exactly what its state says: -(amount - refunded) when the purchase stands, else 0;
@@ -189,7 +203,8 @@ export async function auditLedger(q: Queryable): Promise<LedgerAudit> {
 
   const badAccounts = await q.all<{ id: string; ledger_minor: number; s: number }>(
     `SELECT * FROM (SELECT a.id AS id, a.ledger_minor AS ledger_minor, COALESCE(SUM(e.amount_minor), 0) AS s
-     FROM accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id GROUP BY a.id, a.ledger_minor) x
+     FROM accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id WHERE a.kind = 'cardholder'
+     GROUP BY a.id, a.ledger_minor) x
      WHERE s <> ledger_minor`,
   );
   for (const a of badAccounts)

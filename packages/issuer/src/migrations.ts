@@ -125,6 +125,19 @@ CREATE TABLE notifications (
 );
 `,
   },
+  {
+    id: 2,
+    name: 'reversal tombstones: a partial index',
+    sql: `
+-- Every purchase looks for a reversal recorded before it arrived (msg_class 04, no original yet). The
+-- index of all rows kept every purchase's NULL keys on the page that lookup reads, so on PostgreSQL
+-- (SERIALIZABLE: SSI locks the index pages a transaction reads) concurrent authorizations of different
+-- cards conflicted and were retried, past the retry limit under load (issue 7). Only the tombstones now.
+DROP INDEX transactions_reversal_key;
+CREATE INDEX transactions_reversal_tombstone ON transactions (orig_acquirer_id, terminal_id, orig_stan)
+  WHERE msg_class = '04' AND original_txn_id IS NULL;
+`,
+  },
 ];
 
 /** PostgreSQL runs `postgresDdl` of each step (identity ids, BIGINT integers, BYTEA). */
