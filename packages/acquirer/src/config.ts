@@ -53,6 +53,11 @@ export interface AcquirerConfig {
   /** Acquirer–switch zone keys, HSM key blocks under the LMK. */
   zoneKeys: { zpk: string; zak: string };
   /**
+   * The POSP's data key (a DEK, usage D0, key block under the LMK): the HSM seals under it the one PAN
+   * the POSP keeps at rest, that of a reversal advice still owed (src/panvault.ts).
+   */
+  dataKey: string;
+  /**
    * Where the terminal table, the journal and the store-and-forward queue live: a SQLite file, or a
    * `postgres://` URL (PostgreSQL: several POSP nodes may share it).
    */
@@ -127,6 +132,7 @@ const TOP_KEYS = [
   'switch',
   'acquirerId',
   'zoneKeys',
+  'dataKey',
   'databasePath',
   'hsm',
   'terminalsFile',
@@ -175,6 +181,12 @@ export function validateAcquirerConfig(input: unknown): ResolvedAcquirerConfig {
   onlyKeys(z, ['zpk', 'zak'], 'zoneKeys');
   keyBlock(z.zpk, 'zoneKeys.zpk');
   keyBlock(z.zak, 'zoneKeys.zak');
+  if (c.dataKey === undefined)
+    invalid(
+      'dataKey',
+      'is required: a data key block (HSM A0, key type DEK) to seal the PAN of an owed reversal advice (posp setup makes one)',
+    );
+  keyBlock(c.dataKey, 'dataKey');
   if (typeof c.databasePath !== 'string' || c.databasePath.length === 0)
     invalid('databasePath', 'must be a file path or a postgres:// URL');
   if (!isAcquirerHsm(c.hsm)) {

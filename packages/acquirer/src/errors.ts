@@ -19,6 +19,8 @@ export const ACQUIRER_ERROR_CODES = {
   ACQUIRER_DATE_INVALID: 'a settlement or clearing date must be YYYYMMDD, a calendar day',
   ACQUIRER_JOURNAL_CONFLICT:
     'the journal refused a new request for an identity it then could not read back (PostgreSQL; answered 96)',
+  ACQUIRER_PAN_SEALED:
+    'a PAN to seal is not 12-19 digits, or a sealed PAN does not open to one (altered row, or another data key)',
 } as const;
 
 export type AcquirerErrorCode = keyof typeof ACQUIRER_ERROR_CODES;

@@ -1,5 +1,5 @@
 /**
- * What the POSP asks of the HSM: the five operations of `HsmApi` (packages/hsm/src/api.ts) it uses,
+ * What the POSP asks of the HSM: the seven operations of `HsmApi` (packages/hsm/src/api.ts) it uses,
  * declared here structurally so that `LocalHsm`, `HsmClient` or any other `HsmApi` fits as it is.
  * Keys are HSM key blocks under the LMK; the POSP never sees a clear key or a clear PIN.
  */
@@ -37,6 +37,20 @@ export interface AcquirerHsm {
     padding?: 1 | 2 | 3;
     length?: number;
   }): Promise<Uint8Array>;
+  /** M0: data encrypted under a data key (D0), CBC; the HSM draws the IV unless one is given. */
+  encryptData(req: {
+    key: string;
+    data: Uint8Array;
+    iv?: Uint8Array;
+    padding?: 'iso9797-1-pad2' | 'none';
+  }): Promise<{ iv: Uint8Array; ciphertext: Uint8Array }>;
+  /** M2: the inverse of M0. */
+  decryptData(req: {
+    key: string;
+    iv: Uint8Array;
+    ciphertext: Uint8Array;
+    padding?: 'iso9797-1-pad2' | 'none';
+  }): Promise<Uint8Array>;
   /** M8: false when the MAC does not verify. */
   verifyMac(req: {
     key: string;
@@ -58,5 +72,7 @@ export function isAcquirerHsm(o: unknown): o is AcquirerHsm {
     'translatePinTpkToZpk',
     'generateMac',
     'verifyMac',
+    'encryptData',
+    'decryptData',
   ].every((m) => typeof h[m] === 'function');
 }

@@ -123,3 +123,4 @@ export {
   type TerminalStatus,
   TerminalTable,
 } from './terminals.js';
+export { PanVault } from './panvault.js';

@@ -177,6 +177,15 @@ ALTER TABLE journal ADD COLUMN recon_amount_minor INTEGER;
 ALTER TABLE journal ADD COLUMN recon_at TEXT;
 `,
   },
+  {
+    id: 4,
+    name: 'store and forward: the PAN sealed by the HSM (M0 under the data key), never in clear',
+    sql: `
+-- pan_sealed: 'v1:' IV hex ':' ciphertext hex, the PAN encrypted by the HSM under the POSP's data key
+-- (DEK, TDES or AES CBC). Rows queued before this step keep their clear pan until they are finished.
+ALTER TABLE saf ADD COLUMN pan_sealed TEXT;
+`,
+  },
 ];
 
 /** Where the RRNs come from on PostgreSQL: 1..999999999999, then 1 again (field 37 is 12 digits). */

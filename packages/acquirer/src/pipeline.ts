@@ -36,6 +36,7 @@ import {
 import { AcquirerError } from './errors.js';
 import type { Journal, JournalEntry, TxnType } from './journal.js';
 import { checkMessageMac, packWithMac } from './mac.js';
+import type { PanVault } from './panvault.js';
 import type { TerminalRecord, TerminalTable } from './terminals.js';
 import { checkReversalFields, checkReversalTerminal, type ReversalBook, reverse } from './reversal.js';
 import { reversalFieldsOf, type SafQueue } from './saf.js';
@@ -113,6 +114,8 @@ export interface PipelineDeps {
   inFlight: Map<string, Promise<void>>;
   /** Issue 6: the store-and-forward queue (reversal advices owed upstream). Without it, 0400 is answered 12. */
   saf?: SafQueue | undefined;
+  /** Seals the PAN an advice keeps (HSM M0 under the data key); needed with `saf`. */
+  vault?: PanVault | undefined;
   /** Issue 6: terminal reversals answered (idempotence). */
   reversals?: ReversalBook | undefined;
   /** Issue 6: batches, settlement and batch upload. Without it, 0500/0320 are answered 12. */
@@ -735,13 +738,16 @@ async function queueOwnAdvice(ctx: TxnContext): Promise<void> {
     const e = await bounded(deps.journal.byRrn(ctx.entry!.rrn), deps.config.timeouts.dbMs, 'adviceEntry');
     if (e === undefined) return;
     const reason = ctx.notes.some((n) => n.startsWith('switch-answer-')) ? 'A0' : '98';
+    if (deps.vault === undefined)
+      throw new AcquirerError('ACQUIRER_HSM_UNAVAILABLE', 'vault', 'no PAN vault');
+    const panSealed = await bounded(deps.vault.seal(ctx.pan!), deps.config.timeouts.hsmMs, 'sealPan');
     const r = await bounded(
       deps.saf.enqueue(
         {
           originalRrn: e.rrn,
           source: 'posp',
           reason,
-          pan: ctx.pan!,
+          panSealed,
           panMasked: ctx.panMasked!,
           fields: reversalFieldsOf(e),
         },

@@ -13,6 +13,7 @@
 import { maskPan } from '@openposp/iso8583';
 import type { Queryable, Store } from '@openposp/store';
 import { isValidMmdd } from './clock.js';
+import { AcquirerError } from './errors.js';
 import type { JournalEntry } from './journal.js';
 import type { Step, TxnContext } from './pipeline.js';
 import { RC, stillInFlightMs } from './pipeline.js';
@@ -251,10 +252,14 @@ export const reverse: Step = {
       });
       return r.code;
     }
-    // Not delivered: owed upstream from now on. The terminal hears 00 only once it is safely queued.
+    // Not delivered: owed upstream from now on. The terminal hears 00 only once it is safely queued,
+    // its PAN sealed by the HSM first (outside the transaction: a transaction only talks to the store).
     ctx.notes.push(`reversal-queued-${'code' in r ? r.code : r.problem}`);
+    if (deps.vault === undefined)
+      throw new AcquirerError('ACQUIRER_HSM_UNAVAILABLE', 'vault', 'no PAN vault');
+    const panSealed = await deps.vault.seal(ctx.pan!); // within this step's bound
     await book.transaction(async (tx) => {
-      await saf.enqueue({ ...item, pan: ctx.pan! }, nowIso, tx);
+      await saf.enqueue({ ...item, panSealed }, nowIso, tx);
       await rec('queued', RC.approved, tx);
     });
     return RC.approved;

@@ -9,9 +9,10 @@
  * the advice expires (`maxAttempts` sends or `maxAgeMs` old) into the operator queue, which an operator
  * lists, retries or drops (`posp saf list`).
  *
- * The full PAN: the issuer matches a reversal by card (field 2), and the POSP has no HSM operation to
- * keep it enciphered, so the row holds it in clear only while the advice is owed; it is set to NULL when
- * the advice is acknowledged or dropped, with SQLite `secure_delete` so the page is overwritten (README).
+ * The full PAN: the issuer matches a reversal by card (field 2), so the row keeps it while the advice is
+ * owed, sealed by the HSM under the POSP's data key (`pan_sealed`, src/panvault.ts); the worker opens it
+ * just before packing the 0420. It is set to NULL when the advice is acknowledged or dropped. Rows queued
+ * by an earlier version hold a clear `pan`, cleared the same way, with SQLite `secure_delete` on.
  */
 import type { Iso8583Message, CompiledSpec } from '@openposp/iso8583';
 import { Iso8583Message as Message, unpack } from '@openposp/iso8583';
@@ -21,6 +22,7 @@ import { AcquirerError } from './errors.js';
 import type { AcquirerHsm } from './hsm.js';
 import type { JournalEntry } from './journal.js';
 import { checkMessageMac, packWithMac } from './mac.js';
+import type { PanVault } from './panvault.js';
 
 /** Bounds of the store-and-forward worker, ms unless named otherwise. */
 export interface SafOptions {
@@ -146,10 +148,14 @@ export interface NewSafItem {
   originalRrn: string;
   source: SafSource;
   reason: string;
-  pan: string;
+  /** The PAN sealed by `PanVault.seal` (never the clear PAN). */
+  panSealed: string;
   panMasked: string;
   fields: Record<string, string>;
 }
+
+/** A due advice with its PAN: sealed (`panSealed`), or clear in a row an earlier version queued (`pan`). */
+export type DueSafItem = SafItem & { panSealed: string | undefined; pan: string | undefined };
 
 export class SafQueue {
   constructor(private readonly store: Store) {}
@@ -161,13 +167,13 @@ export class SafQueue {
   async enqueue(item: NewSafItem, nowIso: string, q?: Queryable): Promise<'queued' | 'already'> {
     const work = async (tx: Queryable): Promise<'queued' | 'already'> => {
       const r = await tx.run(
-        `INSERT INTO saf (original_rrn, source, reason, state, pan, pan_masked, fields, attempts, next_at, created_at)
-         VALUES (?, ?, ?, 'pending', ?, ?, ?, 0, ?, ?) ON CONFLICT (original_rrn) DO NOTHING`,
+        `INSERT INTO saf (original_rrn, source, reason, state, pan, pan_sealed, pan_masked, fields, attempts, next_at, created_at)
+         VALUES (?, ?, ?, 'pending', NULL, ?, ?, ?, 0, ?, ?) ON CONFLICT (original_rrn) DO NOTHING`,
         [
           item.originalRrn,
           item.source,
           item.reason,
-          item.pan,
+          item.panSealed,
           item.panMasked,
           JSON.stringify(item.fields),
           nowIso,
@@ -188,7 +194,7 @@ export class SafQueue {
    * row without PAN, so that every reversal the POSP sent upstream is in one table (the clearing file).
    */
   async recordDelivered(
-    item: Omit<NewSafItem, 'pan'>,
+    item: Omit<NewSafItem, 'panSealed'>,
     code: string,
     transmissionDateTime: string,
     nowIso: string,
@@ -223,13 +229,13 @@ export class SafQueue {
     return q !== undefined ? work(q) : this.store.transaction(work);
   }
 
-  /** Advices due at `nowIso`, oldest first, with their PAN (the worker's only). */
-  async due(nowIso: string, limit: number): Promise<(SafItem & { pan: string | undefined })[]> {
+  /** Advices due at `nowIso`, oldest first, with their sealed PAN (or an earlier version's clear one). */
+  async due(nowIso: string, limit: number): Promise<DueSafItem[]> {
     const rows = await this.store.all<Row>(
       "SELECT * FROM saf WHERE state = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
       [nowIso, limit],
     );
-    return rows.map((r) => ({ ...rowToItem(r), pan: s(r.pan) }));
+    return rows.map((r) => ({ ...rowToItem(r), panSealed: s(r.pan_sealed), pan: s(r.pan) }));
   }
 
   /**
@@ -311,7 +317,7 @@ export class SafQueue {
     await this.store.transaction(async (tx) => {
       const r = await tx.get<Row>('SELECT original_rrn FROM saf WHERE id = ?', [id]);
       const u = await tx.run(
-        `UPDATE saf SET state = 'done', pan = NULL, attempts = ?, response_code = ?, transmission_dt = ?,
+        `UPDATE saf SET state = 'done', pan = NULL, pan_sealed = NULL, attempts = ?, response_code = ?, transmission_dt = ?,
            last_attempt_at = ?, finished_at = ?, last_error = NULL WHERE id = ?${fence(lease)}`,
         [attempts, code, transmissionDt, nowIso, nowIso, id, ...fenceParams(lease)],
       );
@@ -346,7 +352,7 @@ export class SafQueue {
   /** Operator: gives up an advice (settled by hand); its PAN is erased. */
   async drop(id: number, nowIso: string): Promise<SafItem> {
     const r = await this.store.run(
-      "UPDATE saf SET state = 'dropped', pan = NULL, finished_at = ? WHERE id = ? AND state IN ('operator', 'pending')",
+      "UPDATE saf SET state = 'dropped', pan = NULL, pan_sealed = NULL, finished_at = ? WHERE id = ? AND state IN ('operator', 'pending')",
       [nowIso, id],
     );
     if (r.changes !== 1)
@@ -550,6 +556,8 @@ export function classifyReversalAnswer(code: string): 'done' | 'retry' | 'operat
 
 export interface SafWorkerDeps extends ReversalSendDeps {
   queue: SafQueue;
+  /** Opens the sealed PAN of an advice (M2 under the data key). */
+  vault: PanVault;
   clock: Clock;
   options: SafOptions;
   log?: {
@@ -614,11 +622,7 @@ export class SafWorker {
   }
 
   /** One advice: sent, then completed, rescheduled or expired; true when acknowledged. */
-  private async sendOne(
-    item: SafItem & { pan: string | undefined },
-    now: Date,
-    nowIso: string,
-  ): Promise<boolean> {
+  private async sendOne(item: DueSafItem, now: Date, nowIso: string): Promise<boolean> {
     const { d } = this;
     // Another node's worker may have read the same due advice: only the one whose claim lands sends it.
     const lease = new Date(d.clock().getTime() + safLeaseMs(d)).toISOString();
@@ -633,11 +637,36 @@ export class SafWorker {
       });
       return false;
     }
-    if (item.pan === undefined) {
+    let pan: string;
+    if (item.panSealed !== undefined) {
+      try {
+        pan = await d.vault.open(item.panSealed);
+      } catch (e) {
+        // An HSM that cannot be reached: try again later (not an attempt). A sealed PAN that does not
+        // open (altered, or a data key changed without re-sealing): only a person can resolve it.
+        const code = (e as { code?: string }).code ?? 'error';
+        if (code === 'ACQUIRER_PAN_SEALED') {
+          await d.queue.expire(item.id, item.attempts, 'pan-unreadable', nowIso, undefined, lease);
+          d.log?.warn?.('saf_expired', { id: item.id, rrn: item.originalRrn, why: 'pan-unreadable' });
+        } else {
+          const nextAt = new Date(now.getTime() + backoffDelayMs(d.options, Math.max(item.attempts, 1)));
+          await d.queue.attemptFailed(
+            item.id,
+            item.attempts,
+            nextAt.toISOString(),
+            `hsm-${code}`,
+            nowIso,
+            lease,
+          );
+        }
+        return false;
+      }
+    } else if (item.pan !== undefined) pan = item.pan;
+    else {
       await d.queue.expire(item.id, item.attempts, 'no-pan', nowIso, undefined, lease);
       return false;
     }
-    const r = await sendReversal(d, '0420', item.pan, item.fields, now);
+    const r = await sendReversal(d, '0420', pan, item.fields, now);
     if ('notSent' in r) {
       // Never left the POSP (link down): not an attempt; tried again after a back-off, expired by age only.
       const wait = backoffDelayMs(d.options, Math.max(item.attempts, 1));

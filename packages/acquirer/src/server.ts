@@ -14,6 +14,7 @@ import { AcquirerError } from './errors.js';
 import { type AcquirerHsm, isAcquirerHsm } from './hsm.js';
 import { Journal, type JournalEntry } from './journal.js';
 import { ACQUIRER_MIGRATIONS } from './migrations.js';
+import { PanVault } from './panvault.js';
 import { type AcquirerLogger, handleTerminalMessage, type PipelineDeps } from './pipeline.js';
 import { ReversalBook } from './reversal.js';
 import { enableSecureDelete, type SafItem, SafQueue, type SafState, SafWorker } from './saf.js';
@@ -197,6 +198,7 @@ export async function startAcquirer(input: AcquirerConfig): Promise<AcquirerHand
     });
     closers.push(() => switchLink.close());
 
+    const vault = new PanVault(hsm, config.dataKey);
     const deps: PipelineDeps = {
       hsm,
       terminals,
@@ -215,6 +217,7 @@ export async function startAcquirer(input: AcquirerConfig): Promise<AcquirerHand
       netSpec: loadSpec('iso87-binary'),
       inFlight: new Map(),
       saf,
+      vault,
       reversals,
       batches,
     };
@@ -222,6 +225,7 @@ export async function startAcquirer(input: AcquirerConfig): Promise<AcquirerHand
     // Closed before the store (closers run in reverse): a pass in progress finishes first.
     const worker = new SafWorker({
       queue: saf,
+      vault,
       hsm,
       switchLink,
       netSpec: deps.netSpec,

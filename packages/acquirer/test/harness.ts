@@ -37,6 +37,7 @@ import {
   type AcquirerConfig,
   type AcquirerHandle,
   type AcquirerHsm,
+  PanVault,
   startAcquirer,
   unpackTerminalMessage,
 } from '../src/index.js';
@@ -103,6 +104,8 @@ export interface Harness {
   tmkBlock: string;
   /** The acquirer–switch ZAK: its block under the LMK (the POSP's) and in clear (the switch's copy). */
   zak: { block: string; clear: Uint8Array };
+  /** The POSP's PAN vault (HSM M0/M2 under its data key), for tests that queue advices themselves. */
+  vault: PanVault;
   terminal: TestTerminal;
   /** The POSP's config (same database, HSM and keys on a restart). */
   config: AcquirerConfig;
@@ -149,6 +152,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
   const zmkClear = adjustOddParity(xor(z1, z2));
   const zpk = await hsm.generateZoneKey(zmk.keyBlock, 'ZPK');
   const zak = await hsm.generateZoneKey(zmk.keyBlock, 'ZAK');
+  const dataKey = await hsm.generateKey({ keyType: 'DEK', algorithm: 'A', keyLengthBytes: 32 });
   const zpkClear = unwrapKeyBlock(zmkClear, zpk.underZmk).key;
   const zakClear = unwrapKeyBlock(zmkClear, zak.underZmk).key;
 
@@ -210,6 +214,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     switch: { host: '127.0.0.1', port: sw.port, reconnectDelayMs: 20 },
     acquirerId: ACQUIRER_ID,
     zoneKeys: { zpk: zpk.keyBlock, zak: zak.keyBlock },
+    dataKey: dataKey.keyBlock,
     databasePath: dbPath,
     hsm: hsmEndpoint ?? (opts.wrapHsm ? opts.wrapHsm(hsm) : hsm),
     terminals:
@@ -245,6 +250,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     tmkClear,
     tmkBlock: tmk.keyBlock,
     zak: { block: zak.keyBlock, clear: zakClear },
+    vault: new PanVault(hsm, dataKey.keyBlock),
     terminal,
     config,
     async restart() {

@@ -48,6 +48,8 @@ test('a slow HSM: the PIN translation step is bounded and answered 96; the journ
       generateMac: (r) => hsm.generateMac(r),
       verifyMac: (r) => hsm.verifyMac(r),
       translatePinTpkToZpk: () => new Promise(() => {}),
+      encryptData: (r) => hsm.encryptData(r),
+      decryptData: (r) => hsm.decryptData(r),
     }),
   });
   try {
@@ -253,6 +255,7 @@ const baseConfig = () => ({
   switch: { host: '127.0.0.1', port: 9 },
   acquirerId: '48020000',
   zoneKeys: { zpk: 'S10096P0TB00E0000AAAA', zak: 'S10096M3TC00E0000BBBB' },
+  dataKey: 'S10096D0AB00N0000CCCC',
   databasePath: 'posp.sqlite',
   hsm: { host: '127.0.0.1', port: 1500 },
 });
@@ -266,6 +269,11 @@ test('config: every path is checked, with the path in the error', () => {
       (c) => (c.zoneKeys = { zpk: 'X', zak: 'S10096M3TC00E0000BBBB' }),
       'zoneKeys.zpk: must be an HSM key block under the LMK (starts with S)',
     ],
+    [
+      (c) => delete c.dataKey,
+      'dataKey: is required: a data key block (HSM A0, key type DEK) to seal the PAN of an owed reversal advice (posp setup makes one)',
+    ],
+    [(c) => (c.dataKey = 'DEK'), 'dataKey: must be an HSM key block under the LMK (starts with S)'],
     [(c) => (c.hsm = { host: 'h' }), 'hsm.port: must be an integer from 1 to 65535'],
     [(c) => (c.timeouts = { switchMs: 0 }), 'timeouts.switchMs: must be an integer from 1 to 600000'],
     [(c) => (c.timeouts = { switchMS: 1 }), 'timeouts.switchMS: unknown key'],
@@ -366,6 +374,7 @@ test('every error code is thrown somewhere in the source (and every one thrown i
     'reversal.ts',
     'settlement.ts',
     'mac.ts',
+    'panvault.ts',
   ]
     .map((f) => readFileSync(new URL(f, dir), 'utf8'))
     .join('\n');

@@ -21,6 +21,7 @@ import {
   Batches,
   Journal,
   type NewJournalEntry,
+  PanVault,
   packWithMac,
   ReversalBook,
   reversalFieldsOf,
@@ -42,6 +43,10 @@ const open = (target: string): Promise<Store> => openStore(target, { migrations:
 
 const lmk = createTestLmk({ allowTestLmk: true, warn: () => {} });
 const hsm = new LocalHsm(new Hsm({ lmk, sensitiveActivities: [] }));
+const vault = new PanVault(
+  hsm,
+  hsm.hsm.generateKey({ keyType: 'DEK', algorithm: 'A', keyLengthBytes: 32 }).keyBlock,
+);
 const component = (b: number) => adjustOddParity(new Uint8Array(16).map((_, i) => (b * 7 + i * 13) & 0xff));
 const tmk = hsm.hsm.formKeyFromComponents({
   keyType: 'TMK',
@@ -86,11 +91,13 @@ describe('migrations', () => {
       '68f3b1945477c75bd132cfffbb71c9a593cf444d0fc163a7886c2faefdea471c',
       'ae78cbfbd1c717f795c922f23c168ee3cce12310f27eb5f64b0fdf9e90905076',
       'b7559d7a1aab2a4bf8dcdf8a0ca65e1d1de53e9f64ea0bc29791a28e8e47e048',
+      '402c4ab348192b098e8caef16b8d1c795f1510a4a9471453fda00ed0d1987705',
     ]);
     assert.deepEqual(sum('postgres'), [
       'fae9881264b56e2fa50583be079ac4d3bdb6d7ba72d8f80cdb0c6f564af6a088',
       '98f9861de429564782c1d59e3fe7a3efd7493d5df1bf2eab976778ac36a22123',
       '35f5f030408dd25874f480b3e1fc854bdf65d2ba1654b5a832f036c099aa201e',
+      '402c4ab348192b098e8caef16b8d1c795f1510a4a9471453fda00ed0d1987705',
     ]);
   });
 });
@@ -204,7 +211,7 @@ describe('store and forward', () => {
           originalRrn: e.rrn,
           source: 'posp' as const,
           reason: '98',
-          pan: '6225881234567890',
+          panSealed: await vault.seal('6225881234567890'),
           panMasked: e.panMasked,
           fields: reversalFieldsOf(e),
         };
@@ -230,6 +237,7 @@ describe('store and forward', () => {
         (s) =>
           new SafWorker({
             queue: new SafQueue(s),
+            vault,
             hsm,
             switchLink: link,
             netSpec: net,
@@ -277,7 +285,7 @@ describe('store and forward', () => {
             originalRrn: '000000000001',
             source: 'posp',
             reason: '98',
-            pan: '6225881234567890',
+            panSealed: await vault.seal('6225881234567890'),
             panMasked: 'x',
             fields: {},
           },

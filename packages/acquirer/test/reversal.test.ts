@@ -208,7 +208,12 @@ describe('store and forward', () => {
     assert.ok(item);
     assert.equal(item.source, 'terminal');
     assert.equal((await h.posp.inquire(p.rrn))?.reversalState, 'owed');
-    assert.equal((await safRow(item.id)).pan, CARD.pan, 'owed: the PAN is kept to deliver it');
+    {
+      const row = await safRow(item.id);
+      assert.equal(row.pan, null, 'owed: the PAN is never kept in clear');
+      assert.equal(await h.vault.open(String(row.pan_sealed)), CARD.pan, 'owed: kept sealed to deliver it');
+      assert.equal(JSON.stringify(row).includes(CARD.pan), false, 'no column holds the PAN');
+    }
     // First pass: due at once, the switch still silent -> attempt 1, next in base delay.
     let sent = h.seen.length;
     assert.equal(await passAt(0), 0);
@@ -241,7 +246,7 @@ describe('store and forward', () => {
     const done = (await h.posp.saf.list('done')).find((i) => i.id === item.id)!;
     assert.equal(done.attempts, 3);
     assert.equal(done.responseCode, '00');
-    assert.equal((await safRow(item.id)).pan, null, 'acknowledged: the PAN is erased');
+    assert.equal((await safRow(item.id)).pan_sealed, null, 'acknowledged: the sealed PAN is erased');
     assert.equal((await h.posp.inquire(p.rrn))?.reversalState, 'reversed');
     // A second 0400 now: the first answer (00), nothing more upstream.
     sent = h.seen.length;
@@ -424,6 +429,9 @@ describe('store and forward', () => {
       await new Promise((r) => setTimeout(r, 20));
     assert.equal((await h.posp.inquire(p.rrn))?.reversalState, 'reversed');
     h.clock.now = T0;
+    // The POSP's own worker off again: the next tests drive a worker of their own on the same queue.
+    h.config.saf = { ...SAF };
+    await h.restart();
   });
 });
 
@@ -448,6 +456,7 @@ describe('store and forward while the link to the switch is down', () => {
     const opts = { ...SAF_OPTIONS_DEFAULT, ...SAF };
     const worker = new SafWorker({
       queue: new SafQueue(store),
+      vault: h.vault,
       hsm: h.hsm,
       switchLink: link,
       netSpec: net,
@@ -468,8 +477,12 @@ describe('store and forward while the link to the switch is down', () => {
         assert.equal(it.attempts, item.attempts, 'a send that never left is not an attempt');
         clock.now = new Date(clock.now.getTime() + opts.maxDelayMs);
       }
-      assert.match((await stateOf()).lastError ?? '', /^not-sent-NET_(CLOSED|BUSY)$/);
-      assert.ok(calls >= opts.maxAttempts, 'the link was asked while it said connected');
+      assert.match(
+        (await stateOf()).lastError ?? '',
+        /^not-sent-NET_(CLOSED|BUSY)$/,
+        (await stateOf()).lastError,
+      );
+      assert.ok(calls >= opts.maxAttempts, `the link was asked while it said connected (${calls} calls)`);
       // The other bound: older than maxAgeMs -> the operator queue.
       clock.now = new Date(Date.parse(item.createdAt) + opts.maxAgeMs + 1);
       await worker.runOnce();
@@ -511,7 +524,7 @@ describe('store and forward while the link to the switch is down', () => {
           originalRrn: rrn,
           source: 'posp',
           reason: '98',
-          pan: '6222020000000015',
+          panSealed: await h.vault.seal('6222020000000015'),
           panMasked: '622202******0015',
           fields: {
             3: '000000',
@@ -541,6 +554,7 @@ describe('store and forward while the link to the switch is down', () => {
     };
     const worker = new SafWorker({
       queue,
+      vault: h.vault,
       hsm: h.hsm,
       switchLink: link,
       netSpec: net,

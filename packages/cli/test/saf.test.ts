@@ -28,7 +28,15 @@ before(async () => {
   const fields = { 4: '000000001234', 11: '000042', 37: '000000000042', 41: '10000001' };
   for (const rrn of ['000000000042', '000000000043'])
     await q.enqueue(
-      { originalRrn: rrn, source: 'posp', reason: '98', pan: PAN, panMasked: '622588******7890', fields },
+      {
+        originalRrn: rrn,
+        source: 'posp',
+        reason: '98',
+        // What PanVault.seal stores (the list never opens it); the PAN itself is nowhere in the row.
+        panSealed: `v1:${'0'.repeat(32)}:${'A'.repeat(32)}`,
+        panMasked: '622588******7890',
+        fields,
+      },
       '2026-11-25T02:00:00.000Z',
     );
   await q.expire(2, 12, 'no-answer-NET_TIMEOUT', '2026-11-25T03:00:00.000Z');

@@ -338,6 +338,9 @@ export async function setupNetwork(dirInput: string, opts: SetupOptions = {}): P
     });
     const terminalsFile = join(L.pospDir, 'terminals.json');
     writeJson(terminalsFile, terminalTable);
+    // The POSP's data key: the HSM seals under it the PAN of a reversal advice the POSP still owes.
+    const dataKey = await hsm.generateKey({ keyType: 'DEK', algorithm: 'A', keyLengthBytes: 32 });
+    say(`POSP data key (DEK, AES-256) generated under the LMK (check value ${dataKey.checkValue})`);
     const pospConfig = join(L.pospDir, 'posp.json');
     const pospDb = opts.databaseOf?.('posp') ?? join(L.pospDir, 'posp.sqlite');
     const pospLog = join(L.logs, 'posp.log');
@@ -346,6 +349,7 @@ export async function setupNetwork(dirInput: string, opts: SetupOptions = {}): P
       switch: { host, port: switchPort },
       acquirerId: ACQUIRER_ID,
       zoneKeys: { zpk: acqZone.otherSide.zpk, zak: acqZone.otherSide.zak },
+      dataKey: dataKey.keyBlock,
       databasePath: pospDb,
       hsm: hsmEndpoint,
       terminalsFile,
