@@ -14,6 +14,12 @@
 //
 // Unpack generates a reader per spec and bitmap after a message with that bitmap has unpacked twice
 // (field.ts "Generated readers"): the warm-up covers it, as a first few messages do in a running host.
+//
+// Unpack interns the values of the fields the spec marks `intern` (field.ts "Interned values"): in this
+// 0200, the processing code (3), the terminal and merchant ids (41, 42) and 53 take a shared string from
+// a cache after their first message, as they do for a terminal's traffic. The "4,096 terminals" cases
+// unpack 4,096 messages in turn, each with its own 41, 42 and 11, so that 41 and 42 (nearly) never find
+// their value in the cache (1,024 slots per field): the cost of values that do not repeat.
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
@@ -50,6 +56,8 @@ const FIELDS: Record<string, string> = {
   '64': '1122334455667788',
 };
 const BINARY = new Set(['52', '64']);
+/** Terminals (a power of two) of the cases whose 41, 42 and 11 differ in every message. */
+const TERMINALS = 4096;
 const IDS = Object.keys(FIELDS);
 
 // A handle on V8's gc() without a command-line flag (the documented --expose-gc, set at run time).
@@ -140,11 +148,54 @@ export function benchCodec(options?: { ms?: number }): BenchRow[] {
   for (const id of IDS)
     if (theirBack[id]?.toUpperCase() !== FIELDS[id]) throw new Error(`bench: iso_8583 changed field ${id}`);
 
+  // The same 0200 from 4,096 terminals, taken in turn (both sides the same messages, checked equal).
+  const oursMany: Uint8Array[] = [];
+  const theirsMany: Buffer[] = [];
+  for (let i = 0; i < TERMINALS; i++) {
+    const n = String(i).padStart(6, '0');
+    const f = { ...FIELDS, '11': n, '41': `TERM${n.slice(2)}`, '42': `MERCHANT${n}0` };
+    const v: Record<string, string | Uint8Array> = { ...values, '11': f['11'], '41': f['41'], '42': f['42'] };
+    oursMany.push(pack(spec, new Iso8583Message(spec, '0200', v)));
+    theirsMany.push(new Iso({ '0': '0200', ...f }, formats).getRawMessage());
+    if (i % 512 === 0) {
+      const a = unpack(spec, oursMany[i]!);
+      const b = new Iso(undefined, formats).getIsoJSON(theirsMany[i]!, { lenHeader: false });
+      for (const id of IDS) {
+        const x = a.get(id);
+        if ((x instanceof Uint8Array ? bytesToHex(x) : x) !== f[id] || b[id]?.toUpperCase() !== f[id])
+          throw new Error(`bench: field ${id} of terminal ${i} differs`);
+      }
+    }
+  }
+  let nextOurs = 0;
+  let nextTheirs = 0;
+  const unpackOursMany = () => {
+    nextOurs = (nextOurs + 1) & (TERMINALS - 1);
+    return unpack(spec, oursMany[nextOurs]!);
+  };
+  const unpackTheirsMany = () => {
+    nextTheirs = (nextTheirs + 1) & (TERMINALS - 1);
+    return new Iso(undefined, formats).getIsoJSON(theirsMany[nextTheirs]!, { lenHeader: false });
+  };
+  const readOursMany = () => {
+    const m = unpackOursMany();
+    for (let i = 0; i < IDS.length; i++)
+      if (m.get(IDS[i]!) === undefined) throw new Error('bench: field lost');
+    return m;
+  };
+  const readTheirsMany = () => {
+    const o = unpackTheirsMany();
+    for (let i = 0; i < IDS.length; i++) if (o[IDS[i]!] === undefined) throw new Error('bench: field lost');
+    return o;
+  };
+
   const rows: BenchRow[] = [];
   for (const [name, a, b] of [
     ['0200 pack (build + pack)', packOurs, packTheirs],
     ['0200 unpack', unpackOurs, unpackTheirs],
     ['0200 unpack + read all fields', readOurs, readTheirs],
+    ['0200 unpack, 4,096 terminals in turn', unpackOursMany, unpackTheirsMany],
+    ['0200 unpack + read all fields, 4,096 terminals in turn', readOursMany, readTheirsMany],
   ] as const) {
     const [mine, theirs] = measurePair(a, b, ms);
     rows.push({

@@ -187,6 +187,7 @@ export class FieldCodec {
     if (this.cache === undefined) {
       this.cache = {
         keys: new Int32Array(INTERN_SLOTS * ((this.fixedBytes + 3) >> 2)),
+        candidates: new Int32Array(INTERN_SLOTS * ((this.fixedBytes + 3) >> 2)),
         values: Array.from({ length: INTERN_SLOTS }, () => undefined),
       };
     }
@@ -905,14 +906,23 @@ function fastBody({ c, rank, D, FB, L }: Block, out: string[], now = false): voi
 // slots, keyed by the field's wire bytes (in 32-bit words) and placed by a hash of them. A message whose
 // bytes equal a slot's key gets that slot's string: no new string, and no check of the characters, which
 // are those of a value read and checked before (the same bytes of a fixed field are the same value). Any
-// other message reads and checks the field as without the cache and its string takes the slot. So the
-// cache holds at most INTERN_SLOTS values per field whatever the input, a value that does not repeat costs
-// one hash more, and only fixed-length text fields that are not sensitive take part.
+// other message reads and checks the field as without the cache; its string takes the slot only when the
+// same value missed there just before (the slot's candidate), else the value becomes the candidate. So a
+// value that repeats is shared from its third message on, values that do not repeat never displace one
+// that does nor keep their strings alive (a string kept by the long-lived cache costs the garbage
+// collector), and the cache holds at most INTERN_SLOTS values per field whatever the input. A value that
+// does not repeat costs a hash and two compares more. Only fixed-length text fields that are not
+// sensitive take part.
 // ------------------------------------------------------------------------------------------------
 
-/** A field's intern cache: slot i holds `values[i]`, whose wire bytes are the words keys[i * W, i * W + W). */
+/**
+ * A field's intern cache: slot i holds `values[i]`, whose wire bytes are the words keys[i * W, i * W + W),
+ * and the candidate for the slot: the wire bytes of the last value placed there that missed
+ * (candidates[i * W, i * W + W)). A value takes the slot when it misses twice in a row there.
+ */
 export interface InternCache {
   keys: Int32Array;
+  candidates: Int32Array;
   values: (string | undefined)[];
 }
 
@@ -961,11 +971,16 @@ function internBody(blk: Block, out: string[]): void {
   out.push(
     `ih = Math.imul(${mix.join(' ^ ')}, ${INTERN_MIX[0]}) >>> ${INTERN_SHIFT}; ie = ih * ${words}; g = IV${id}[ih];`,
   );
-  const same = Array.from({ length: words }, (_, w) => `IK${id}[ie + ${w}] === i${w}`);
-  out.push(`if (g !== undefined && ${same.join(' && ')}) { ${D} = g; p += ${nb}; break ${L}; }`);
-  fastBody(blk, out, true);
+  const each = (f: (w: number) => string, sep: string) =>
+    Array.from({ length: words }, (_, w) => f(w)).join(sep);
   out.push(
-    `${Array.from({ length: words }, (_, w) => `IK${id}[ie + ${w}] = i${w};`).join(' ')} IV${id}[ih] = ${D};`,
+    `if (g !== undefined && ${each((w) => `IK${id}[ie + ${w}] === i${w}`, ' && ')}) { ${D} = g; p += ${nb}; break ${L}; }`,
+  );
+  fastBody(blk, out, true);
+  // Seen just before at this slot (the candidate): it takes the slot. Else it becomes the candidate.
+  out.push(
+    `if (${each((w) => `IC${id}[ie + ${w}] === i${w}`, ' && ')}) { ${each((w) => `IK${id}[ie + ${w}] = i${w};`, ' ')} IV${id}[ih] = ${D}; }`,
+    `else { ${each((w) => `IC${id}[ie + ${w}] = i${w};`, ' ')} }`,
   );
 }
 
@@ -1077,6 +1092,7 @@ function readerHelpers(
     if (c === undefined || !internable(c)) continue;
     const cache = c.internCache();
     caches[`IK${id}`] = cache.keys;
+    caches[`IC${id}`] = cache.candidates;
     caches[`IV${id}`] = cache.values;
   }
   return {

@@ -212,6 +212,27 @@ test(`an intern cache holds at most ${INTERN_SLOTS} values`, () => {
   for (const v of held) assert.ok(seen.has(v!));
 });
 
+test('values that do not repeat are not kept, and do not displace one that does', () => {
+  const s = compileSpec({ ...INTERN_SPEC, name: 'intern-one-offs' });
+  const message = (v: string) =>
+    pack(s, new Iso8583Message(s, '0200', { '3': v, '4': '1234567', '5': '0'.repeat(16) }));
+  const hot = message('55555');
+  for (let i = 0; i < 4; i++) assert.equal(unpackWith(s, hot, undefined, true).get('3'), '55555');
+  const cache = s.fields[3]!.internCache();
+  assert.ok(cache.values.includes('55555'), 'a value seen twice in a row is kept');
+  // (Not 00000: its key, all zero bytes, is the candidate of an unused slot, so it is kept at once.)
+  for (let i = 1; i <= 5000; i++) {
+    const v = String(100000 + i).slice(1);
+    assert.equal(unpackWith(s, message(v), undefined, true).get('3'), v);
+  }
+  assert.deepEqual(
+    cache.values.filter((v) => v !== undefined),
+    ['55555'],
+    'one-off values are not kept; the kept one stays',
+  );
+  assert.equal(unpackWith(s, hot, undefined, true).get('3'), '55555');
+});
+
 test('a value seen before does not let a bad one through (same error as the reference reader)', () => {
   const values = { '3': '12345', '4': '7654321', '5': '1234567890123456', '8': 'TERM0001', '9': '000321' };
   const good = pack(spec, new Iso8583Message(spec, '0200', values));
