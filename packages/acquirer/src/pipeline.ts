@@ -39,7 +39,7 @@ import { checkMessageMac, packWithMac } from './mac.js';
 import type { PanVault } from './panvault.js';
 import type { TerminalRecord, TerminalTable } from './terminals.js';
 import { checkReversalFields, checkReversalTerminal, type ReversalBook, reverse } from './reversal.js';
-import { reversalFieldsOf, type SafQueue } from './saf.js';
+import { isNotSentError, reversalFieldsOf, type SafQueue } from './saf.js';
 import { type Batches, checkBatchFields, settleBatch, uploadBatch } from './settlement.js';
 
 /** Response codes the POSP itself answers (docs/network.md, plus 03 and 97: see README.md). */
@@ -686,6 +686,18 @@ export const sendToSwitch: Step = {
       }
     } catch (e) {
       ctx.error = e;
+      if (isNotSentError(e)) {
+        // Refused before a byte was written (link down, in-flight limit): the switch, and so the issuer,
+        // never saw it. A decline (91), not an unknown outcome: no reversal is owed, no advice queued.
+        ctx.notes.push('switch-not-sent');
+        await deps.journal.finish(rrn, {
+          state: 'declined',
+          responseCode: RC.switchInoperative,
+          finishedAt: deps.clock().toISOString(),
+        });
+        ctx.journalDone = true;
+        return RC.switchInoperative;
+      }
       ctx.notes.push('switch-no-answer');
     }
     const finishedAt = deps.clock().toISOString();

@@ -436,6 +436,36 @@ describe('store and forward', () => {
 });
 
 describe('store and forward while the link to the switch is down', () => {
+  test('a request the link refused before writing (switch down) is declined 91: nothing owed, no advice', async () => {
+    const switchConfig = h.config.switch;
+    const { createServer } = await import('node:net');
+    const dead = await new Promise<number>((resolve) => {
+      const srv = createServer().listen(0, '127.0.0.1', () => {
+        const port = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(port));
+      });
+    });
+    h.config.switch = { ...switchConfig, port: dead };
+    await h.restart();
+    try {
+      const before = h.seen.length;
+      const p = await purchase(4700);
+      assert.equal(p.code, '91');
+      assert.equal(h.seen.length, before, 'nothing reached the switch');
+      const e = await h.posp.inquire(p.rrn);
+      assert.equal(e?.state, 'declined', 'never left the POSP: a decline, not an unknown outcome');
+      assert.equal(e?.reversalState, undefined, 'no reversal owed');
+      assert.equal(
+        (await h.posp.saf.list()).some((i) => i.originalRrn === p.rrn),
+        false,
+        'no advice queued',
+      );
+    } finally {
+      h.config.switch = switchConfig;
+      await h.restart();
+    }
+  });
+
   test('a send refused before writing (NET_CLOSED not connected, NET_BUSY) costs no attempt; maxAgeMs still expires it', async () => {
     h.behaviour.fn = () => 'silent';
     const p = await purchase(3600);

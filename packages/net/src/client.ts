@@ -114,8 +114,11 @@ export class FramedClient {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       if (this.#socket === socket) this.#socket = undefined;
+      // Every request still waiting was written to this socket: it may have reached the peer.
       this.#failAll(
-        new NetError('NET_CLOSED', `link ${this.#opts.host}:${this.#opts.port}: connection closed`),
+        new NetError('NET_CLOSED', `link ${this.#opts.host}:${this.#opts.port}: connection closed`, {
+          sent: true,
+        }),
       );
       if (!this.#closed && this.#opts.reconnect) this.#scheduleReconnect();
     });

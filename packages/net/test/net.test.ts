@@ -144,6 +144,33 @@ describe('FramedServer and FramedClient', () => {
     await c.close();
     await second.close();
   });
+  test('a request in flight when the connection drops may have reached the peer: NET_CLOSED with sent', async () => {
+    let dropped!: () => void;
+    const arrived = new Promise<void>((r) => {
+      dropped = r;
+    });
+    const server = await FramedServer.listen({
+      handler: async () => {
+        dropped();
+        return new Promise<Uint8Array>(() => {}); // never answers
+      },
+    });
+    const c = await FramedClient.connect({ host: '127.0.0.1', port: server.port, keyOf });
+    const p = c.request(enc('a:1'), 5000);
+    const refused = assert.rejects(
+      p,
+      (e: unknown) => isNetError(e) && e.code === 'NET_CLOSED' && e.sent === true,
+    );
+    await arrived; // the server has the request
+    await server.close(); // and drops the connection without answering
+    await refused;
+    // Asked after the drop: refused before writing, so certainly not sent.
+    await assert.rejects(
+      c.request(enc('b:1')),
+      (e: unknown) => isNetError(e) && e.code === 'NET_CLOSED' && e.sent === false,
+    );
+    await c.close();
+  });
   test('connecting to nothing is NET_CONNECT_FAILED', async () => {
     const s = await FramedServer.listen({ handler: async (f) => f });
     const port = s.port;
