@@ -1045,8 +1045,8 @@ export function readerSource(
 }
 
 /**
- * Helper names the generated code uses, and their values (per table: R, C and the intern caches IKn/IVn
- * of its fields are the table's).
+ * Helper names the generated code uses, and their values (per table: R and C are the table's). The
+ * intern caches of the fields a reader reads are added per reader (`internHelpers`).
  */
 function readerHelpers(
   table: readonly (FieldCodec | undefined)[],
@@ -1086,17 +1086,7 @@ function readerHelpers(
       t,
     );
   };
-  const caches: Record<string, unknown> = {};
-  for (let id = 2; id < table.length; id++) {
-    const c = table[id];
-    if (c === undefined || !internable(c)) continue;
-    const cache = c.internCache();
-    caches[`IK${id}`] = cache.keys;
-    caches[`IC${id}`] = cache.candidates;
-    caches[`IV${id}`] = cache.values;
-  }
   return {
-    ...caches,
     R,
     C: table,
     TA: TEXT_AT,
@@ -1123,6 +1113,26 @@ function readerHelpers(
     L1: decodeLatin1,
     FCC: String.fromCharCode,
   };
+}
+
+/** The intern caches (IKn, ICn, IVn) of the interned fields of `table` that the bitmap words announce. */
+function internHelpers(
+  table: readonly (FieldCodec | undefined)[],
+  words: readonly number[],
+): Record<string, unknown> {
+  const caches: Record<string, unknown> = {};
+  words.forEach((word, k) => {
+    for (let j = 0; j < 32; j++) {
+      const id = 32 * k + j + 1;
+      const c = table[id];
+      if ((word & (0x80000000 >>> j)) === 0 || c === undefined || !internable(c)) continue;
+      const cache = c.internCache();
+      caches[`IK${id}`] = cache.keys;
+      caches[`IC${id}`] = cache.candidates;
+      caches[`IV${id}`] = cache.values;
+    }
+  });
+  return caches;
 }
 
 /** Successful reference unpacks of a bitmap before it gets a generated reader. */
@@ -1201,10 +1211,11 @@ export class ReaderCache {
     const source = readerSource(this.table, w0, w1, w2, w3);
     if (source === undefined) return;
     this.helpers ??= readerHelpers(this.table, this.specName);
-    const names = Object.keys(this.helpers);
+    const helpers = { ...this.helpers, ...internHelpers(this.table, [w0, w1, w2, w3]) };
+    const names = Object.keys(helpers);
     try {
       const factory = new Function(...names, source) as (...a: unknown[]) => FieldsReader;
-      const read = factory(...names.map((n) => this.helpers![n]));
+      const read = factory(...names.map((n) => helpers[n]));
       const ranks = new Int8Array(129).fill(-1);
       let rank = 0;
       [w0, w1, w2, w3].forEach((word, k) => {
