@@ -153,7 +153,12 @@ export function benchCodec(options?: { ms?: number }): BenchRow[] {
   const theirsMany: Buffer[] = [];
   for (let i = 0; i < TERMINALS; i++) {
     const n = String(i).padStart(6, '0');
-    const f = { ...FIELDS, '11': n, '41': `TERM${n.slice(2)}`, '42': `MERCHANT${n}0` };
+    const f: Record<string, string> = {
+      ...FIELDS,
+      '11': n,
+      '41': `TERM${n.slice(2)}`,
+      '42': `MERCHANT${n}0`,
+    };
     const v: Record<string, string | Uint8Array> = { ...values, '11': f['11'], '41': f['41'], '42': f['42'] };
     oursMany.push(pack(spec, new Iso8583Message(spec, '0200', v)));
     theirsMany.push(new Iso({ '0': '0200', ...f }, formats).getRawMessage());
