@@ -194,8 +194,13 @@ export async function audit(
     }
     for (const [k, n] of byIdentity) if (n > 1) d.push(`identity ${k} debited ${n} times`);
     for (const [k, n] of byRrn) if (n > 1) d.push(`RRN ${k} debited ${n} times`);
+    // Live purchases at the issuers by RRN, counted once (a scan per approval was quadratic: at 100,000
+    // transactions the audit took longer than the run).
+    const liveDebits = new Map<string, number>();
+    for (const t of issuerTxns)
+      if (t.rrn && t.type === 'purchase' && live(t)) liveDebits.set(t.rrn, (liveDebits.get(t.rrn) ?? 0) + 1);
     for (const [rrn] of told.approvedPurchases) {
-      const n = issuerTxns.filter((t) => t.rrn === rrn && t.type === 'purchase' && live(t)).length;
+      const n = liveDebits.get(rrn) ?? 0;
       if (n !== 1) d.push(`RRN ${rrn}: told approved, ${n} live debits at the issuer`);
     }
     out.push(result('M5-no-double-debit', d));
