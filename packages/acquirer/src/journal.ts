@@ -139,6 +139,29 @@ export interface Outcome {
   finishedAt: string;
 }
 
+/** The values of a new journal row after its RRN, in the column order both reserve statements name. */
+function entryParams(e: NewJournalEntry): (string | number | null)[] {
+  return [
+    e.terminalId,
+    e.merchantId,
+    e.stan,
+    e.txnDate,
+    e.localTime,
+    e.batchNo,
+    e.terminalMti,
+    e.txnType,
+    e.processingCode,
+    e.amountMinor ?? null,
+    e.currency,
+    e.panMasked,
+    e.entryMode,
+    e.fingerprint,
+    e.acquirerId,
+    e.originalRrn ?? null,
+    e.receivedAt,
+  ];
+}
+
 export class Journal {
   constructor(private readonly store: Store) {}
 
@@ -162,26 +185,7 @@ export class Journal {
            txn_type, processing_code, amount_minor, currency, pan_masked, entry_mode, fingerprint, state,
            acquirer_id, original_rrn, received_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'received', ?, ?, ?)`,
-        [
-          rrn,
-          e.terminalId,
-          e.merchantId,
-          e.stan,
-          e.txnDate,
-          e.localTime,
-          e.batchNo,
-          e.terminalMti,
-          e.txnType,
-          e.processingCode,
-          e.amountMinor ?? null,
-          e.currency,
-          e.panMasked,
-          e.entryMode,
-          e.fingerprint,
-          e.acquirerId,
-          e.originalRrn ?? null,
-          e.receivedAt,
-        ],
+        [rrn, ...entryParams(e)],
       );
       return { kind: 'new', entry: (await byRrn(tx, rrn))! };
     });
@@ -202,25 +206,7 @@ export class Journal {
        VALUES (LPAD(CAST(nextval('${RRN_SEQUENCE}') AS TEXT), ${RRN_DIGITS}, '0'), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
          'received', ?, ?, ?)
        ON CONFLICT (terminal_id, stan, txn_date) DO NOTHING RETURNING *`,
-      [
-        e.terminalId,
-        e.merchantId,
-        e.stan,
-        e.txnDate,
-        e.localTime,
-        e.batchNo,
-        e.terminalMti,
-        e.txnType,
-        e.processingCode,
-        e.amountMinor ?? null,
-        e.currency,
-        e.panMasked,
-        e.entryMode,
-        e.fingerprint,
-        e.acquirerId,
-        e.originalRrn ?? null,
-        e.receivedAt,
-      ],
+      entryParams(e),
     );
     if (inserted !== undefined) return { kind: 'new', entry: rowToEntry(inserted) };
     const dup = await this.byIdentity(e.terminalId, e.stan, e.txnDate);
