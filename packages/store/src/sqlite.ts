@@ -216,19 +216,28 @@ class SqliteStore implements Store {
     return this.#enqueue('run', sql, params);
   }
 
-  async get<T>(sql: string, params: Params = []): Promise<T | undefined> {
-    if (this.#quiet() && !ALONE.test(sql)) {
-      this.#check();
-      return getNow<T>(this.#db, sql, checkParams(params));
+  /**
+   * A statement that only reads, with nothing queued, open or unsynced, runs at once: what it sees is
+   * on disk. Anything that writes (an `INSERT … RETURNING` through `get`, say) goes through a batch and
+   * its fsync like `run`, whatever method carried it.
+   */
+  #readsNow(sql: string): boolean {
+    if (!this.#quiet() || ALONE.test(sql)) return false;
+    this.#check();
+    try {
+      return prepare(this.#db, sql).readonly;
+    } catch {
+      return false; // let the queued path report the error
     }
+  }
+
+  async get<T>(sql: string, params: Params = []): Promise<T | undefined> {
+    if (this.#readsNow(sql)) return getNow<T>(this.#db, sql, checkParams(params));
     return this.#enqueue('get', sql, params);
   }
 
   async all<T>(sql: string, params: Params = []): Promise<T[]> {
-    if (this.#quiet() && !ALONE.test(sql)) {
-      this.#check();
-      return allNow<T>(this.#db, sql, checkParams(params));
-    }
+    if (this.#readsNow(sql)) return allNow<T>(this.#db, sql, checkParams(params));
     return this.#enqueue('all', sql, params);
   }
 

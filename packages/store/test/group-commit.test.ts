@@ -126,6 +126,20 @@ describe('group commit (SQLite)', () => {
     await s.close();
   });
 
+  test('a write carried by get or all (INSERT … RETURNING) waits for its commit and fsync like run', async () => {
+    const s = await openSqliteStore(fresh(), { migrations: M });
+    const before = sqliteStoreStats(s)!;
+    assert.deepEqual(
+      await s.get('INSERT INTO account VALUES (?, ?) RETURNING balance_minor AS b', ['a', 3]),
+      { b: 3 },
+    );
+    assert.deepEqual(await s.all('UPDATE account SET balance_minor = 4 RETURNING id'), [{ id: 'a' }]);
+    const after = sqliteStoreStats(s)!;
+    assert.equal(after.operations - before.operations, 2, 'both went through a batch');
+    assert.equal(after.fsyncs - before.fsyncs, 2, 'each settled after an fsync');
+    await s.close();
+  });
+
   test('a PRAGMA runs between batches, not inside one', async () => {
     const s = await openSqliteStore(fresh(), { migrations: M });
     const [, rows] = await Promise.all([
