@@ -11,6 +11,7 @@ import { ACQUIRER_MIGRATIONS } from '@openposp/acquirer';
 import { openStore } from '@openposp/store';
 import { dialectTargets } from '@openposp/store/testing';
 import { readManifest } from '../src/network/layout.js';
+import { upDatabaseNames } from '../src/network/up.js';
 import { runPosp } from './run.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -55,4 +56,32 @@ test('posp load --db URL --posp-nodes 2: approvals on two POSP processes, one Po
   } finally {
     await store.close();
   }
+});
+
+test('posp demo --db URL: the demo day with every host on PostgreSQL (one database each), txn show reads them', async () => {
+  const admin = await targets.fresh('postgres');
+  const net = join(dir, 'demo');
+  const r = await runPosp(['demo', '--json', '--db', admin, '--dir', net]);
+  assert.equal(r.code, 0, r.err);
+  const out = JSON.parse(r.out) as {
+    transactions: { type: string; responseCode: string; rrn?: string }[];
+    summary: { approved: number; declined: number };
+  };
+  assert.ok(out.summary.approved > 0 && out.summary.declined > 0, r.out);
+  const m = readManifest(net);
+  const base = upDatabaseNames(net);
+  assert.match(m.posp.database, new RegExp(`^postgres://.*/${base.get('posp')}$`));
+  assert.match(m.switch.database, new RegExp(`/${base.get('switch')}$`));
+  for (const i of m.issuers) assert.match(i.database, new RegExp(`/${base.get(i.id)}$`));
+  const rrn = out.transactions.find((t) => t.type === 'purchase' && t.responseCode === '00')?.rrn;
+  assert.ok(rrn);
+  const shown = await runPosp(['txn', 'show', '--dir', net, '--rrn', rrn, '--json']);
+  assert.equal(shown.code, 0, shown.err);
+  const t = JSON.parse(shown.out) as { posp?: { responseCode?: string }; issuer?: { postings?: unknown[] } };
+  assert.equal(t.posp?.responseCode, '00');
+  assert.ok((t.issuer?.postings ?? []).length > 0);
+  // Set up once: a second network of the same name on that server is refused, nothing replaced.
+  const again = await runPosp(['demo', '--json', '--db', admin, '--dir', join(dir, 'x', 'demo')]);
+  assert.equal(again.code, 1);
+  assert.match(again.err, /create database openposp_demo_posp: 42P04/);
 });

@@ -18,6 +18,7 @@ import {
   type Terminal,
   type TransactionResult,
 } from '@openposp/terminal';
+import { isPostgresUrl } from '@openposp/store';
 import { describeError, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import type { Io } from '../main.js';
@@ -27,13 +28,15 @@ import { startNetworkProcesses } from './processes.js';
 import { describeSignIn, openNetworkTerminal } from './terminal-cmd.js';
 import { ensureNetwork } from './up.js';
 
-const USAGE = `usage: posp demo [--dir D] [--json]
+const USAGE = `usage: posp demo [--dir D] [--json] [--db postgres://USER@HOST:PORT/DB]
 
   Sets up and starts a demo network (HSM, two issuers, switch, POSP as child processes), runs a short
   day on three terminals, prints each slip and a summary, stops the network. Logs and databases stay
   in the directory it prints (default: a new openposp-demo-* folder under the OS temp dir).
   --json prints {"dir","transactions":[{"terminal","type","amountMinor","responseCode","rrn"}],
   "summary":{"approved","declined"}} and nothing else on stdout.
+  --db URL: the hosts keep their state in PostgreSQL, a database each created on that server (as
+  posp up --db; an existing one is refused).
 `;
 
 export interface DemoTransaction {
@@ -178,7 +181,7 @@ export function summaryTable(results: { step: Step; result: TransactionResult }[
 export async function demoCommand(args: string[], io: Io): Promise<number> {
   let json = false;
   try {
-    const f = parseFlags(args, { values: ['dir'], switches: ['json', 'help'] });
+    const f = parseFlags(args, { values: ['dir', 'db'], switches: ['json', 'help'] });
     if (f.switches.has('help')) {
       io.stdout.write(USAGE);
       return 0;
@@ -191,7 +194,10 @@ export async function demoCommand(args: string[], io: Io): Promise<number> {
     const say = (l: string) => (json ? io.stderr : io.stdout).write(`${l}\n`);
     const started = Date.now();
     say(`openposp demo in ${dir}`);
-    const m = await ensureNetwork(dir, say);
+    const db = f.values.get('db');
+    if (db !== undefined && !isPostgresUrl(db))
+      throw new CliError('CLI_REQUEST_INVALID', '--db: must be a postgres:// or postgresql:// URL');
+    const m = await ensureNetwork(dir, say, db);
     const net = await startNetworkProcesses(m, say);
     let results: { step: Step; result: TransactionResult }[];
     // Ctrl-C during the day: the services (in their own process groups) are stopped before exiting.
