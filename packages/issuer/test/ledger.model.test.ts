@@ -164,7 +164,12 @@ test('random operation sequences keep the ledger balanced and match the model', 
               }
               assert.equal(a.responseCode, expected, `${op.kind} ${amount}`);
               if (op.kind === 'inquiry' && expected === '00') {
-                assert.equal(a.additionalAmounts, `1002156C${String(balance[op.card]).padStart(12, '0')}`);
+                // Field 54: C for a credit balance, D for a debit one (a reversed refund can leave one).
+                const b = balance[op.card]!;
+                assert.equal(
+                  a.additionalAmounts,
+                  `1002156${b < 0 ? 'D' : 'C'}${String(Math.abs(b)).padStart(12, '0')}`,
+                );
               }
               const approved = expected === '00' && op.kind === 'purchase';
               if (approved) balance[op.card]! -= amount;
