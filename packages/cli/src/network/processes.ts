@@ -65,7 +65,13 @@ export function startServiceProcess(
   const out: WriteStream = createWriteStream(outFile, { flags: 'a' });
   // Each service in its own process group: Ctrl-C at the terminal reaches `posp up` alone, which then
   // stops the services in order (POSP first, HSM last) instead of all of them racing at once.
-  const child = spawn(process.execPath, [POSP_BIN, ...args], {
+  // OPENPOSP_CPU_PROF_DIR: each service writes a V8 CPU profile there when it exits (for `posp load
+  // --processes`: where each party's time goes). NODE_OPTIONS may not carry --cpu-prof.
+  const profDir = process.env.OPENPOSP_CPU_PROF_DIR;
+  const nodeArgs = profDir
+    ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${name}.cpuprofile`]
+    : [];
+  const child = spawn(process.execPath, [...nodeArgs, POSP_BIN, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_OPTIONS: '' },
     detached: true,
