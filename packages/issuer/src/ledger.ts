@@ -218,10 +218,14 @@ export async function auditLedger(q: Queryable): Promise<LedgerAudit> {
   for (const a of badHolds) problems.push(`L4: account ${a.id} held ${a.held_minor} != active holds ${a.s}`);
 
   const badRefunds = await q.all<{ id: number; amount_minor: number; refunded_minor: number; s: number }>(
+    // One aggregate over the refunds joined to the purchases (a subquery per purchase scanned every
+    // transaction for each: quadratic, hours at 100,000 transactions).
     `SELECT * FROM (SELECT t.id AS id, t.amount_minor AS amount_minor, t.refunded_minor AS refunded_minor,
-       COALESCE((SELECT SUM(r.amount_minor) FROM transactions r WHERE r.original_txn_id = t.id
-         AND r.type = 'refund' AND r.applied = 1 AND r.reversed_by IS NULL), 0) AS s
-     FROM transactions t WHERE t.type = 'purchase') x WHERE refunded_minor > amount_minor OR refunded_minor <> s`,
+       COALESCE(r.s, 0) AS s
+     FROM transactions t LEFT JOIN (SELECT original_txn_id AS oid, SUM(amount_minor) AS s FROM transactions
+         WHERE type = 'refund' AND applied = 1 AND reversed_by IS NULL AND original_txn_id IS NOT NULL
+         GROUP BY original_txn_id) r ON r.oid = t.id
+     WHERE t.type = 'purchase') x WHERE refunded_minor > amount_minor OR refunded_minor <> s`,
   );
   for (const t of badRefunds) {
     problems.push(
@@ -236,12 +240,15 @@ export async function auditLedger(q: Queryable): Promise<LedgerAudit> {
     live: number;
     moved: number;
   }>(
+    // Likewise one aggregate of the cardholder entries by family (postings.txn_id has no index).
     `SELECT t.id AS id, t.amount_minor AS amount_minor, t.refunded_minor AS refunded_minor,
        CASE WHEN t.applied = 1 AND t.voided_by IS NULL AND t.reversed_by IS NULL THEN 1 ELSE 0 END AS live,
-       COALESCE((SELECT SUM(e.amount_minor) FROM ledger_entries e JOIN postings p ON p.id = e.posting_id
-         JOIN transactions f ON f.id = p.txn_id JOIN accounts a ON a.id = e.account_id
-         WHERE f.family_id = t.id AND a.kind = 'cardholder'), 0) AS moved
-     FROM transactions t WHERE t.type = 'purchase' AND t.msg_class = '02'`,
+       COALESCE(m.moved, 0) AS moved
+     FROM transactions t LEFT JOIN (SELECT f.family_id AS fid, SUM(e.amount_minor) AS moved
+         FROM ledger_entries e JOIN postings p ON p.id = e.posting_id JOIN transactions f ON f.id = p.txn_id
+         JOIN accounts a ON a.id = e.account_id
+         WHERE a.kind = 'cardholder' AND f.family_id IS NOT NULL GROUP BY f.family_id) m ON m.fid = t.id
+     WHERE t.type = 'purchase' AND t.msg_class = '02'`,
   );
   for (const f of families) {
     const expected = f.live ? -(f.amount_minor - f.refunded_minor) : 0;
