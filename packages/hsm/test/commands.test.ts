@@ -5,10 +5,8 @@
  * HsmError code and message in process.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
 import {
   adjustOddParity,
   deriveInitialKeyAes,
@@ -28,47 +26,15 @@ import {
   wrapKeyBlock,
 } from '@openposp/crypto';
 import fc from 'fast-check';
-import type { HsmApi, PinBlockFormatCode } from '../src/api.js';
-import { AuditLog } from '../src/audit.js';
-import { HsmClient } from '../src/client.js';
-import { registerHsmCommands } from '../src/commands.js';
+import type { PinBlockFormatCode } from '../src/api.js';
 import { HsmError } from '../src/errors.js';
 import { encodeRequestFrame, FrameDecoder } from '../src/framing.js';
 import { Hsm } from '../src/hsm.js';
 import type { KeyAttributes } from '../src/keystore.js';
-import { createTestLmk } from '../src/lmk.js';
 import { LocalHsm } from '../src/local.js';
-import { HsmServer } from '../src/server.js';
+import { auditPath, both, client, hsm, lmk, port, setUpBothPaths } from './paths.js';
 
-const lmk = createTestLmk({ allowTestLmk: true, warn: () => {} });
-const auditPath = join(mkdtempSync(join(tmpdir(), 'hsm-cmds-')), 'audit.jsonl');
-let hsm: Hsm;
-let server: HsmServer;
-let client: HsmClient;
-let port: number;
-const apis: Record<'in process' | 'over TCP', () => HsmApi> = {
-  'in process': () => new LocalHsm(hsm),
-  'over TCP': () => client,
-};
-
-before(async () => {
-  const audit = await AuditLog.open(auditPath, { lmkCheckValue: lmk.checkValue });
-  hsm = new Hsm({ lmk, audit });
-  server = registerHsmCommands(new HsmServer(), hsm);
-  port = (await server.listen(0)).port;
-  client = await HsmClient.connect('127.0.0.1', port);
-});
-after(async () => {
-  await client.close();
-  await server.close();
-});
-
-/** Registers `fn` once per path. */
-function both(name: string, fn: (api: HsmApi, local: boolean) => Promise<void>): void {
-  for (const [path, get] of Object.entries(apis)) {
-    test(`${name} (${path})`, () => fn(get(), path === 'in process'));
-  }
-}
+setUpBothPaths('hsm-cmds-');
 
 /** Rejects with payShield `reply`; in process also with `code` and, when given, the exact `message`. */
 async function rejects(
