@@ -13,6 +13,7 @@ import {
   loadSpec,
   unpack,
 } from '../src/index.js';
+import { seededRng } from './rng.js';
 
 interface GoldenFile {
   spec: string;
@@ -25,16 +26,8 @@ interface GoldenFile {
 
 const TARGET = 100_000;
 const TIME_LIMIT_MS = 20_000;
-const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
 
-/** xorshift32: small, seeded, replayable. */
-let state = seed || 1;
-function rnd(n: number): number {
-  state ^= state << 13;
-  state ^= state >>> 17;
-  state ^= state << 5;
-  return (state >>> 0) % n;
-}
+const { seed, rnd } = seededRng();
 
 interface Seed {
   spec: CompiledSpec;

@@ -16,15 +16,9 @@ import {
   pack,
 } from '../src/index.js';
 import { unpackWith } from '../src/message.js';
+import { seededRng } from './rng.js';
 
-const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
-let state = seed || 1;
-function rnd(n: number): number {
-  state ^= state << 13;
-  state ^= state >>> 17;
-  state ^= state << 5;
-  return (state >>> 0) % n;
-}
+const { seed, rnd } = seededRng();
 
 /** One interned field per layout the generated reader interns, and one it does not (EBCDIC). */
 const INTERN_SPEC: MessageSpec = {

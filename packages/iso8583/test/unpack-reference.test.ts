@@ -20,15 +20,9 @@ import {
 } from '../src/index.js';
 import { unpackWith } from '../src/message.js';
 import { TEST_SPEC } from './specs.js';
+import { seededRng } from './rng.js';
 
-const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31);
-let state = seed || 1;
-function rnd(n: number): number {
-  state ^= state << 13;
-  state ^= state >>> 17;
-  state ^= state << 5;
-  return (state >>> 0) % n;
-}
+const { seed, rnd } = seededRng();
 
 interface Golden {
   messages: Array<{ hex: string; tpdu?: string }>;
