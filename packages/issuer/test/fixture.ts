@@ -16,9 +16,9 @@ import {
 } from '@openposp/crypto';
 import { createTestLmk, Hsm, type KeyAttributes, LocalHsm } from '@openposp/hsm';
 import { Iso8583Message, pack } from '@openposp/iso8583';
-import { openStore } from '@openposp/store';
+import { openStore, type Store } from '@openposp/store';
 import type { CardInput } from '../src/cards.js';
-import { Issuer } from '../src/issuer.js';
+import { Issuer, type IssuerRequest } from '../src/issuer.js';
 import { ISSUER_MIGRATIONS } from '../src/migrations.js';
 import { issuerSpec, packWithMac } from '../src/wire.js';
 
@@ -58,6 +58,18 @@ export const NOW = new Date('2026-11-25T10:00:00Z');
 export const DECTAB = '0123456789012345';
 export const ACQ = '48020000';
 export const SETTLEMENT = 'clearing-switch';
+
+/** Field 90 of a reversal, void or refund of `r` (a 0200 from acquirer ACQ, no forwarding institution). */
+export function originalOf(r: IssuerRequest) {
+  return {
+    mti: '0200',
+    stan: r.identity.stan,
+    transmissionDt: r.transmissionDt!,
+    acquirerId: ACQ.padStart(11, '0'),
+    forwardingId: '0'.repeat(11),
+    raw: `0200${r.identity.stan}${r.transmissionDt}${ACQ.padStart(11, '0')}${'0'.repeat(11)}`,
+  };
+}
 
 /** Test cards: PAN (Luhn valid), PIN, and how its verification data was made. */
 export const CARD = {
@@ -124,7 +136,13 @@ export function tempDir(prefix = 'issuer-'): string {
 /** The issuer over a SQLite file or a postgres:// URL (`@openposp/store/testing` targets). */
 export async function openIssuer(dbPath: string, opts: { now?: () => Date } = {}) {
   const store = await openStore(dbPath, { migrations: ISSUER_MIGRATIONS });
-  const issuer = await Issuer.open({
+  const issuer = await issuerOn(store, opts);
+  return { store, issuer };
+}
+
+/** The test issuer (these keys, this clearing account, the fixed clock) on an open store. */
+export function issuerOn(store: Store, opts: { now?: () => Date } = {}): Promise<Issuer> {
+  return Issuer.open({
     store,
     hsm,
     zpk: KEYS.zpk,
@@ -133,7 +151,6 @@ export async function openIssuer(dbPath: string, opts: { now?: () => Date } = {}
     settlementAccountId: SETTLEMENT,
     now: opts.now ?? (() => NOW),
   });
-  return { store, issuer };
 }
 
 /** A PIN block as the switch forwards it: ISO 9564-1 format 0 under the zone ZPK. */

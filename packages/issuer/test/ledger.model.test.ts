@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { IssuerRequest } from '../src/issuer.js';
-import { CARD, ibmCard, openIssuer, pinBlockZpk, SETTLEMENT, tempDir } from './fixture.js';
+import { CARD, ibmCard, openIssuer, originalOf, pinBlockZpk, SETTLEMENT, tempDir } from './fixture.js';
 
 const CARDS = [
   { pan: CARD.ibm.pan, pin: CARD.ibm.pin },
@@ -101,18 +101,6 @@ function request(card: number, stan: number, over: Partial<IssuerRequest> = {}):
   };
 }
 
-function original(r: IssuerRequest) {
-  const raw = `0200${r.identity.stan}${r.transmissionDt}${'48020000'.padStart(11, '0')}${'0'.repeat(11)}`;
-  return {
-    mti: '0200',
-    stan: r.identity.stan,
-    transmissionDt: r.transmissionDt!,
-    acquirerId: '00048020000',
-    forwardingId: '0'.repeat(11),
-    raw,
-  };
-}
-
 test('random operation sequences keep the ledger balanced and match the model', async () => {
   const dir = tempDir('issuer-model-');
   let run = 0;
@@ -198,7 +186,7 @@ test('random operation sequences keep the ledger balanced and match the model', 
               const req = request(t.card, ++stan, {
                 processingCode: op.kind === 'void' ? '020000' : '200000',
                 amountMinor: amount,
-                original: original(t.req),
+                original: originalOf(t.req),
               });
               const a = await issuer.authorize(req);
               let expected: string;
@@ -236,7 +224,7 @@ test('random operation sequences keep the ledger balanced and match the model', 
                 mti: '0400',
                 processingCode: t.req.processingCode,
                 amountMinor: t.amount,
-                original: original(t.req),
+                original: originalOf(t.req),
               });
               const a = await issuer.authorize(req);
               assert.equal(a.responseCode, '00', `reversal of ${t.type}`);
@@ -273,7 +261,7 @@ test('random operation sequences keep the ledger balanced and match the model', 
               const req = request(op.card, ++stan, {
                 mti: '0400',
                 amountMinor: op.amount,
-                original: original(future),
+                original: originalOf(future),
               });
               assert.equal((await issuer.authorize(req)).responseCode, '00');
               tombstones.push({ req: future, card: op.card, amount: op.amount });

@@ -10,9 +10,9 @@ import { after, describe, test } from 'node:test';
 import { migrationChecksum, openPostgresStore, openStore, type Queryable, type Store } from '@openposp/store';
 import { DIALECTS, type DialectName, dialectTargets } from '@openposp/store/testing';
 import { issuerClearingRecords } from '../src/clearing.js';
-import { Issuer, type IssuerRequest } from '../src/issuer.js';
+import type { IssuerRequest } from '../src/issuer.js';
 import { ISSUER_MIGRATIONS } from '../src/migrations.js';
-import { CARD, hsm, ibmCard, KEYS, NOW, openIssuer, pinBlockZpk, SETTLEMENT } from './fixture.js';
+import { CARD, ibmCard, issuerOn, openIssuer, originalOf, pinBlockZpk, SETTLEMENT } from './fixture.js';
 
 const targets = dialectTargets();
 after(() => targets.stop());
@@ -45,17 +45,6 @@ function luhn(body: string): string {
     sum += d;
   }
   return `${body}${(10 - (sum % 10)) % 10}`;
-}
-
-function originalOf(r: IssuerRequest) {
-  return {
-    mti: '0200',
-    stan: r.identity.stan,
-    transmissionDt: r.transmissionDt!,
-    acquirerId: '00048020000',
-    forwardingId: '0'.repeat(11),
-    raw: `0200${r.identity.stan}${r.transmissionDt}${'48020000'.padStart(11, '0')}${'0'.repeat(11)}`,
-  };
 }
 
 describe('migrations', () => {
@@ -203,19 +192,7 @@ describe('two issuer nodes on one PostgreSQL: concurrent debits of one account (
       await openStore(url, { migrations: ISSUER_MIGRATIONS, poolSize: PER_NODE }),
     ];
     try {
-      const nodes = await Promise.all(
-        stores.map((s) =>
-          Issuer.open({
-            store: slowBalanceReads(s, 40, isolation),
-            hsm,
-            zpk: KEYS.zpk,
-            zak: KEYS.zak,
-            panTokenKey: KEYS.panTokenKey,
-            settlementAccountId: SETTLEMENT,
-            now: () => NOW,
-          }),
-        ),
-      );
+      const nodes = await Promise.all(stores.map((s) => issuerOn(slowBalanceReads(s, 40, isolation))));
       const pan = CARD.ibm.pan;
       await nodes[0]!.addCard(ibmCard(pan, CARD.ibm.pin, { balanceMinor: OPENING }));
       const pinBlock = pinBlockZpk(CARD.ibm.pin, pan);
@@ -259,19 +236,7 @@ describe('two issuer nodes on one PostgreSQL: concurrent debits of one account (
       }),
     ];
     try {
-      const nodes = await Promise.all(
-        stores.map((s) =>
-          Issuer.open({
-            store: s,
-            hsm,
-            zpk: KEYS.zpk,
-            zak: KEYS.zak,
-            panTokenKey: KEYS.panTokenKey,
-            settlementAccountId: SETTLEMENT,
-            now: () => NOW,
-          }),
-        ),
-      );
+      const nodes = await Promise.all(stores.map((s) => issuerOn(s)));
       const pans = Array.from({ length: 16 }, (_, i) => luhn(`62123400001${String(i).padStart(4, '0')}`));
       for (const pan of pans) await nodes[0]!.addCard(ibmCard(pan, '1234', { balanceMinor: OPENING }));
       const codes: string[] = [];
