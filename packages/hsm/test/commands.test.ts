@@ -28,11 +28,10 @@ import {
 import fc from 'fast-check';
 import type { PinBlockFormatCode } from '../src/api.js';
 import { HsmError } from '../src/errors.js';
-import { encodeRequestFrame, FrameDecoder } from '../src/framing.js';
 import { Hsm } from '../src/hsm.js';
 import type { KeyAttributes } from '../src/keystore.js';
 import { LocalHsm } from '../src/local.js';
-import { auditPath, both, client, hsm, lmk, port, setUpBothPaths } from './paths.js';
+import { auditPath, both, client, hsm, lmk, rawCommand, setUpBothPaths } from './paths.js';
 
 setUpBothPaths('hsm-cmds-');
 
@@ -867,28 +866,8 @@ describe('key-use misuse matrix over the new commands', () => {
 });
 
 describe('host port: malformed requests of the new commands', () => {
-  const raw = (body: string): Promise<string> =>
-    new Promise((resolve) => {
-      import('node:net').then(({ connect }) => {
-        const s = connect(port, '127.0.0.1');
-        const dec = new FrameDecoder();
-        s.on('data', (c) => {
-          dec.push(c);
-          const m = dec.next();
-          if (m) {
-            resolve(Buffer.from(m).toString('latin1').slice(4, 8));
-            s.destroy();
-          }
-        });
-        s.write(
-          encodeRequestFrame({
-            header: '0001',
-            command: body.slice(0, 2),
-            body: new Uint8Array(Buffer.from(body.slice(2), 'latin1')),
-          }),
-        );
-      });
-    });
+  const raw = async (body: string): Promise<string> =>
+    (await rawCommand(body.slice(0, 2), body.slice(2))).code;
   const table: [string, string, string][] = [
     ['CA empty', 'CA', 'CB15'],
     ['CA unknown PIN format code', `CA${K.tpk}${K.zpk}02${'0'.repeat(16)}0113${PAN}`, 'CB23'],

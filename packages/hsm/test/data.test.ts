@@ -12,13 +12,11 @@ import { adjustOddParity, fromHex, kcvAes, kcvTdes, toHex } from '@openposp/cryp
 import fc from 'fast-check';
 import type { DataPadding } from '../src/api.js';
 import { HsmError } from '../src/errors.js';
-import { encodeRequestFrame, FrameDecoder } from '../src/framing.js';
 import { DATA_MAX_BYTES, Hsm } from '../src/hsm.js';
 import { CachedKey } from '../src/keycache.js';
 import type { KeyAttributes } from '../src/keystore.js';
 import { LocalHsm } from '../src/local.js';
-import { auditPath, both, hsm, lmk, port, setUpBothPaths } from './paths.js';
-
+import { auditPath, both, hsm, lmk, rawCommand, setUpBothPaths } from './paths.js';
 setUpBothPaths('hsm-data-');
 
 /** Rejects with payShield `reply`; in process also with `code` (over TCP the client's HSM_REPLY_ERROR). */
@@ -410,25 +408,7 @@ describe('M0/M2 refusals', () => {
 });
 
 describe('M0/M2 on the host port', () => {
-  const raw = (command: string, body: string): Promise<{ code: string; body: Buffer }> =>
-    new Promise((resolve) => {
-      import('node:net').then(({ connect }) => {
-        const s = connect(port, '127.0.0.1');
-        const dec = new FrameDecoder();
-        s.on('data', (c) => {
-          dec.push(c);
-          const m = dec.next();
-          if (m) {
-            const b = Buffer.from(m);
-            resolve({ code: b.subarray(4, 8).toString('latin1'), body: b.subarray(8) });
-            s.destroy();
-          }
-        });
-        s.write(
-          encodeRequestFrame({ header: '0001', command, body: new Uint8Array(Buffer.from(body, 'latin1')) }),
-        );
-      });
-    });
+  const raw = rawCommand;
 
   test('M0 and M2 as documented: binary data, IV in hex, lengths in hex', async () => {
     const data = fromHex(V.plaintext.join(''));

@@ -4,6 +4,7 @@
  * `hsm`, `client`, `port` and `auditPath` are live bindings, set by its `before` hook.
  */
 import { mkdtempSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -11,6 +12,7 @@ import type { HsmApi } from '../src/api.js';
 import { AuditLog } from '../src/audit.js';
 import { HsmClient } from '../src/client.js';
 import { registerHsmCommands } from '../src/commands.js';
+import { encodeRequestFrame, FrameDecoder } from '../src/framing.js';
 import { Hsm } from '../src/hsm.js';
 import { createTestLmk } from '../src/lmk.js';
 import { LocalHsm } from '../src/local.js';
@@ -49,4 +51,24 @@ export function both(name: string, fn: (api: HsmApi, local: boolean) => Promise<
   for (const [path, get] of Object.entries(apis)) {
     test(`${name} (${path})`, () => fn(get(), path === 'in process'));
   }
+}
+
+/** One raw host command on the TCP port (header 0001): the reply's code (e.g. `M100`) and body. */
+export function rawCommand(command: string, body: string): Promise<{ code: string; body: Buffer }> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    const dec = new FrameDecoder();
+    s.on('data', (c) => {
+      dec.push(c);
+      const m = dec.next();
+      if (m) {
+        const b = Buffer.from(m);
+        resolve({ code: b.subarray(4, 8).toString('latin1'), body: b.subarray(8) });
+        s.destroy();
+      }
+    });
+    s.write(
+      encodeRequestFrame({ header: '0001', command, body: new Uint8Array(Buffer.from(body, 'latin1')) }),
+    );
+  });
 }
