@@ -21,6 +21,38 @@ import type { KeyAttributes } from './keystore.js';
 
 export const KEY_CACHE_ENTRIES_DEFAULT = 1024;
 
+/**
+ * A CBC encryptor kept between calls, so that every call is one `update()` with no new key schedule.
+ * OpenSSL's CBC state after an update is the last ciphertext block; it is kept in `#last` and XORed
+ * (with the call's own IV) into the next call's first clear block, which cancels it: each call is CBC
+ * from its own IV (zeros when none is given, as a CBC-MAC starts).
+ */
+class KeptCbcEncryptor {
+  readonly #cipher: Cipher;
+  readonly #last: Buffer;
+
+  /** `cipher`: a CBC cipher object with padding off, made with an all-zero IV. */
+  constructor(cipher: Cipher, blockBytes: number) {
+    this.#cipher = cipher;
+    this.#last = Buffer.alloc(blockBytes);
+  }
+
+  /** CBC of whole blocks from `iv` (the caller checks the lengths); `data` is not changed. */
+  encrypt(data: Uint8Array, iv?: Uint8Array): Buffer {
+    const b = this.#last.length;
+    const x = Buffer.from(data);
+    for (let i = 0; i < b; i++) x[i]! ^= (iv?.[i] ?? 0) ^ this.#last[i]!;
+    const out = this.#cipher.update(x);
+    out.copy(this.#last, 0, out.length - b);
+    wipe(x);
+    return out;
+  }
+
+  destroy(): void {
+    this.#last.fill(0);
+  }
+}
+
 export class CachedKey {
   readonly key: Uint8Array;
   readonly attrs: KeyAttributes;
@@ -68,14 +100,11 @@ export class CachedKey {
   }
 
   /**
-   * CBC objects kept between calls (data encryption, M0/M2), created once with a zero IV. OpenSSL's CBC
-   * state after an update is the last ciphertext block; `#cbcEncLast` / `#cbcDecLast` track it, and
-   * each call cancels it out of its first block (encrypt: XORed into the first clear block with the
-   * request's IV; decrypt: XORed out of the first clear block with the IV), so every call is CBC from its
-   * own IV with one `update()` and no new key schedule.
+   * CBC objects kept between calls (data encryption, M0/M2), created once with a zero IV. Encryption
+   * is a KeptCbcEncryptor; decryption tracks the last ciphertext block the same way (`#cbcDecLast`)
+   * and XORs it, with the request's IV, out of the first clear block.
    */
-  #cbcEnc: Cipher | undefined;
-  #cbcEncLast: Buffer | undefined;
+  #cbcEnc: KeptCbcEncryptor | undefined;
   #cbcDec: Decipher | undefined;
   #cbcDecLast: Buffer | undefined;
 
@@ -94,17 +123,8 @@ export class CachedKey {
 
   /** CBC encryption of whole blocks from `iv` (the caller checks the lengths). */
   encryptCbc(data: Uint8Array, iv: Uint8Array): Uint8Array {
-    const b = this.blockBytes;
-    if (this.#cbcEnc === undefined) {
-      this.#cbcEnc = this.#cbc<Cipher>(false);
-      this.#cbcEncLast = Buffer.alloc(b);
-    }
-    const last = this.#cbcEncLast!;
-    const x = Buffer.from(data);
-    for (let i = 0; i < b; i++) x[i]! ^= iv[i]! ^ last[i]!;
-    const out = this.#cbcEnc.update(x);
-    out.copy(last, 0, out.length - b);
-    wipe(x);
+    this.#cbcEnc ??= new KeptCbcEncryptor(this.#cbc<Cipher>(false), this.blockBytes);
+    const out = this.#cbcEnc.encrypt(data, iv);
     return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   }
 
@@ -124,12 +144,10 @@ export class CachedKey {
 
   /**
    * Single-DES objects of the key's halves (DES as EDE with the half repeated), for MAC algorithm 3:
-   * K1 in CBC for the chain, K2 (decrypt) and K3 or K1 in ECB for the output transformation.
-   * The CBC object keeps its chaining value between calls: `#cbcLast` is that value (the last block
-   * it produced), XORed into the next message's first block so that each MAC starts from a zero IV.
+   * K1 in CBC for the chain (a KeptCbcEncryptor: each MAC from a zero IV), K2 (decrypt) and K3 or K1
+   * in ECB for the output transformation.
    */
-  #cbcK1: Cipher | undefined;
-  #cbcLast: Buffer = Buffer.alloc(8);
+  #cbcK1: KeptCbcEncryptor | undefined;
   #desK1: Cipher | undefined;
   #desK2: Decipher | undefined;
   #desK3: Cipher | undefined;
@@ -174,18 +192,13 @@ export class CachedKey {
       return new Uint8Array(mac);
     }
     if (alg !== 'iso9797-1-3') return undefined;
-    if (this.#cbcK1 === undefined) {
-      this.#cbcK1 = this.#des<Cipher>(0, 'cbc', false);
-      this.#cbcLast.fill(0);
-    }
+    this.#cbcK1 ??= new KeptCbcEncryptor(this.#des<Cipher>(0, 'cbc', false), 8);
     this.#desK1 ??= this.#des<Cipher>(0, 'ecb', false);
     this.#desK2 ??= this.#des<Decipher>(1, 'ecb', true);
     if (this.key.length === 24) this.#desK3 ??= this.#des<Cipher>(2, 'ecb', false);
     const padded = padIso9797(data, opts.padding ?? 1, 8);
-    for (let i = 0; i < 8; i++) padded[i]! ^= this.#cbcLast[i]!;
-    const chain = this.#cbcK1.update(padded);
+    const chain = this.#cbcK1.encrypt(padded);
     const h = chain.subarray(chain.length - 8);
-    h.copy(this.#cbcLast);
     const d = this.#desK2.update(h);
     const g = (this.#desK3 ?? this.#desK1).update(d);
     const mac = new Uint8Array(g.subarray(0, length));
@@ -197,13 +210,13 @@ export class CachedKey {
     wipe(this.key);
     this.#enc = undefined;
     this.#dec = undefined;
+    this.#cbcK1?.destroy();
     this.#cbcK1 = undefined;
-    this.#cbcLast.fill(0);
     this.#desK1 = undefined;
     this.#desK2 = undefined;
     this.#desK3 = undefined;
+    this.#cbcEnc?.destroy();
     this.#cbcEnc = undefined;
-    this.#cbcEncLast?.fill(0);
     this.#cbcDec = undefined;
     this.#cbcDecLast?.fill(0);
   }
