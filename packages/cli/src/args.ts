@@ -2,6 +2,7 @@
  * A small flag parser for the network commands: `--name value`, `--name=value`, repeatable flags,
  * boolean switches, positionals. Unknown flags are an error (a typo must not become a default).
  */
+import { isPostgresUrl } from '@openposp/store';
 import { CliError } from './errors.js';
 
 export interface FlagSpec {
@@ -54,6 +55,14 @@ export function parseFlags(args: readonly string[], spec: FlagSpec): ParsedFlags
 export function required(f: ParsedFlags, name: string): string {
   const v = f.values.get(name);
   if (v === undefined) throw new CliError('CLI_REQUEST_INVALID', `--${name}: is required`);
+  return v;
+}
+
+/** An optional PostgreSQL URL flag (`--db`): postgres:// or postgresql://, or undefined when absent. */
+export function postgresUrlFlag(f: ParsedFlags, name: string): string | undefined {
+  const v = f.values.get(name);
+  if (v !== undefined && !isPostgresUrl(v))
+    throw new CliError('CLI_REQUEST_INVALID', `--${name}: must be a postgres:// or postgresql:// URL`);
   return v;
 }
 

@@ -6,8 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isPostgresUrl } from '@openposp/store';
-import { describeError, parseFlags, required } from '../args.js';
+import { describeError, parseFlags, postgresUrlFlag, required } from '../args.js';
 import { CliError } from '../errors.js';
 import type { Io } from '../main.js';
 import {
@@ -65,9 +64,7 @@ export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
     throw new CliError('CLI_REQUEST_INVALID', `unexpected argument ${f.positional[0]}`);
   const rate = f.values.get('rate');
   const dir = f.values.get('dir');
-  const db = f.values.get('db');
-  if (db !== undefined && !isPostgresUrl(db))
-    throw new CliError('CLI_REQUEST_INVALID', '--db: must be a postgres:// or postgresql:// URL');
+  const db = postgresUrlFlag(f, 'db');
   const nodes = f.values.get('posp-nodes');
   const pospNodes = nodes === undefined ? undefined : intFlag(nodes, 'posp-nodes', 1, LOAD_POSP_NODES_MAX);
   if (pospNodes !== undefined && f.switches.has('processes'))

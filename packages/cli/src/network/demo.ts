@@ -18,8 +18,7 @@ import {
   type Terminal,
   type TransactionResult,
 } from '@openposp/terminal';
-import { isPostgresUrl } from '@openposp/store';
-import { describeError, parseFlags } from '../args.js';
+import { describeError, parseFlags, postgresUrlFlag } from '../args.js';
 import { CliError } from '../errors.js';
 import type { Io } from '../main.js';
 import { demoCard, track2Of } from './cards.js';
@@ -189,14 +188,12 @@ export async function demoCommand(args: string[], io: Io): Promise<number> {
     if (f.positional.length > 0)
       throw new CliError('CLI_REQUEST_INVALID', `unexpected argument ${f.positional[0]}`);
     json = f.switches.has('json');
+    const db = postgresUrlFlag(f, 'db');
     const dir = layoutOf(f.values.get('dir') ?? mkdtempSync(join(tmpdir(), 'openposp-demo-'))).dir;
     // With --json, stdout carries the JSON only; progress and slips go to stderr.
     const say = (l: string) => (json ? io.stderr : io.stdout).write(`${l}\n`);
     const started = Date.now();
     say(`openposp demo in ${dir}`);
-    const db = f.values.get('db');
-    if (db !== undefined && !isPostgresUrl(db))
-      throw new CliError('CLI_REQUEST_INVALID', '--db: must be a postgres:// or postgresql:// URL');
     const m = await ensureNetwork(dir, say, db);
     const net = await startNetworkProcesses(m, say);
     let results: { step: Step; result: TransactionResult }[];

@@ -6,7 +6,7 @@
 import { basename } from 'node:path';
 import { createPostgresDatabase, isPostgresUrl } from '@openposp/store';
 import { formatAmountMinor } from '@openposp/terminal';
-import { describeError, parseFlags } from '../args.js';
+import { describeError, parseFlags, postgresUrlFlag } from '../args.js';
 import { CliError } from '../errors.js';
 import type { Io } from '../main.js';
 import { waitForStopSignal } from '../signals.js';
@@ -99,9 +99,7 @@ export async function upCommand(args: string[], io: Io): Promise<number> {
     if (f.positional.length > 0)
       throw new CliError('CLI_REQUEST_INVALID', `unexpected argument ${f.positional[0]}`);
     const dir = f.values.get('dir') ?? UP_DIR_DEFAULT;
-    const db = f.values.get('db');
-    if (db !== undefined && !isPostgresUrl(db))
-      throw new CliError('CLI_REQUEST_INVALID', '--db: must be a postgres:// or postgresql:// URL');
+    const db = postgresUrlFlag(f, 'db');
     const say = (l: string) => io.stdout.write(`${l}\n`);
     const m = await ensureNetwork(dir, say, db);
     const net = await startNetworkProcesses(m, say);
