@@ -8,6 +8,7 @@
  */
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { encodeFrame, type FrameOptions, FrameReader } from '@openposp/iso8583';
+import { tickWriter } from './cork.js';
 import { NetError } from './errors.js';
 
 export const NET_REQUEST_TIMEOUT_MS_DEFAULT = 30_000;
@@ -63,6 +64,8 @@ export class FramedClient {
   readonly #opts: FramedClientOptions;
   readonly #pending = new Map<string, Pending>();
   #socket: Socket | undefined;
+  /** Writes to `#socket`, those of one turn in one system call. */
+  #write: (bytes: Uint8Array) => boolean = () => false;
   #closed = false;
   #reconnectDelay = 0;
   #reconnectTimer: NodeJS.Timeout | undefined;
@@ -98,6 +101,7 @@ export class FramedClient {
 
   #attach(socket: Socket): void {
     this.#socket = socket;
+    this.#write = tickWriter(socket);
     this.#reconnectDelay = 0;
     const reader = new FrameReader(this.#opts.framing);
     socket.on('data', (chunk: Buffer) => {
@@ -210,7 +214,7 @@ export class FramedClient {
         reject(new NetError('NET_TIMEOUT', `${where}: no response within ${timeoutMs} ms`, { sent: true }));
       }, timeoutMs);
       this.#pending.set(key, { resolve, reject, timer });
-      socket.write(bytes);
+      this.#write(bytes);
     });
   }
 

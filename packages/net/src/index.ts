@@ -6,6 +6,7 @@ export {
   NET_RECONNECT_MAX_DELAY_MS_DEFAULT,
   NET_REQUEST_TIMEOUT_MS_DEFAULT,
 } from './client.js';
+export { tickWriter } from './cork.js';
 export { isNetError, NET_ERROR_CODES, NetError, type NetErrorCode } from './errors.js';
 export { createLogger, type Logger, type LoggerOptions, type LogLevel, maskDigits } from './log.js';
 export {

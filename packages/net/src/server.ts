@@ -6,6 +6,7 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { encodeFrame, type FrameOptions, FrameReader } from '@openposp/iso8583';
+import { tickWriter } from './cork.js';
 
 export const NET_MAX_CONNECTIONS_DEFAULT = 1000;
 export const NET_MAX_IN_FLIGHT_DEFAULT = 256;
@@ -100,6 +101,8 @@ export class FramedServer {
     let inFlight = 0;
     const framing = this.#opts.framing;
     const max = this.#opts.maxInFlightPerConnection;
+    // Replies finished in one turn leave in one write.
+    const write = tickWriter(socket);
     const pump = () => {
       while (inFlight < max && waiting.length > 0) {
         const frame = waiting.shift()!;
@@ -108,7 +111,7 @@ export class FramedServer {
         this.#opts
           .handler(frame, conn)
           .then((reply) => {
-            if (reply && !socket.destroyed) socket.write(encodeFrame(reply, framing));
+            if (reply && !socket.destroyed) write(encodeFrame(reply, framing));
           })
           .catch((e: unknown) => this.#opts.onError?.(e, conn))
           .finally(() => {

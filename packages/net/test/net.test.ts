@@ -1,8 +1,15 @@
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
-import { createLogger, FramedClient, FramedServer, isNetError, maskDigits } from '../src/index.js';
+import {
+  createLogger,
+  FramedClient,
+  FramedServer,
+  isNetError,
+  maskDigits,
+  tickWriter,
+} from '../src/index.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -170,6 +177,58 @@ describe('FramedServer and FramedClient', () => {
       (e: unknown) => isNetError(e) && e.code === 'NET_CLOSED' && e.sent === false,
     );
     await c.close();
+  });
+  test('tickWriter: the writes of one turn leave in one system call, the next turn in another', async () => {
+    let received = '';
+    let gotAll: () => void = () => {};
+    const all = new Promise<void>((r) => {
+      gotAll = r;
+    });
+    const server = createServer((s) =>
+      s.on('data', (d: Buffer) => {
+        received += d.toString('latin1');
+        if (received.length === 100) gotAll();
+      }),
+    );
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as { port: number }).port;
+    const s = await new Promise<Socket>((r) => {
+      const x = connect(port, '127.0.0.1', () => r(x));
+    });
+    // The stream's calls into the socket handle: _write is one write(2), _writev one writev(2).
+    const n = { write: 0, writev: 0 };
+    const h = s as unknown as Record<'_write' | '_writev', (...a: unknown[]) => void>;
+    const w = h._write.bind(s);
+    const wv = h._writev.bind(s);
+    h._write = (...a) => {
+      n.write++;
+      w(...a);
+    };
+    h._writev = (...a) => {
+      n.writev++;
+      wv(...a);
+    };
+    const write = tickWriter(s);
+    for (let i = 0; i < 40; i++) write(enc('a'));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(n, { write: 0, writev: 1 });
+    for (let i = 0; i < 60; i++) write(enc('b'));
+    await all;
+    assert.deepEqual(n, { write: 0, writev: 2 });
+    assert.equal(received, 'a'.repeat(40) + 'b'.repeat(60));
+    s.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  test('replies finished in one turn leave together: a pipelined burst is answered in full', async () => {
+    const server = await FramedServer.listen({ handler: async (f) => enc(`${dec(f)}!`) });
+    const c = await FramedClient.connect({ host: '127.0.0.1', port: server.port, keyOf, maxInFlight: 500 });
+    const answers = await Promise.all(Array.from({ length: 300 }, (_, i) => c.request(enc(`${i}:x`))));
+    assert.deepEqual(
+      answers.map(dec),
+      Array.from({ length: 300 }, (_, i) => `${i}:x!`),
+    );
+    await c.close();
+    await server.close();
   });
   test('connecting to nothing is NET_CONNECT_FAILED', async () => {
     const s = await FramedServer.listen({ handler: async (f) => f });
