@@ -217,12 +217,15 @@ class SqliteStore implements Store {
   }
 
   /**
-   * A statement that only reads, with nothing queued, open or unsynced, runs at once: what it sees is
-   * on disk. Anything that writes (an `INSERT … RETURNING` through `get`, say) goes through a batch and
-   * its fsync like `run`, whatever method carried it.
+   * A statement that only reads, with no batch open and nothing queued, runs at once, outside any
+   * batch: it sees only committed work, in the order it was asked. What it sees may still be waiting
+   * for its fsync, so its answer is held until the fsync in flight (or the one already asked for)
+   * has returned (`#afterSync`): never a new fsync, never a commit of its own. Anything that writes
+   * (an `INSERT … RETURNING` through `get`, say) goes through a batch and its fsync like `run`,
+   * whatever method carried it.
    */
   #readsNow(sql: string): boolean {
-    if (!this.#quiet() || ALONE.test(sql)) return false;
+    if (this.#running || this.#pending.length > 0 || ALONE.test(sql)) return false;
     this.#check();
     try {
       return prepare(this.#db, sql).readonly;
@@ -232,13 +235,20 @@ class SqliteStore implements Store {
   }
 
   async get<T>(sql: string, params: Params = []): Promise<T | undefined> {
-    if (this.#readsNow(sql)) return getNow<T>(this.#db, sql, checkParams(params));
+    if (this.#readsNow(sql)) return this.#afterSync(getNow<T>(this.#db, sql, checkParams(params)));
     return this.#enqueue('get', sql, params);
   }
 
   async all<T>(sql: string, params: Params = []): Promise<T[]> {
-    if (this.#readsNow(sql)) return allNow<T>(this.#db, sql, checkParams(params));
+    if (this.#readsNow(sql)) return this.#afterSync(allNow<T>(this.#db, sql, checkParams(params)));
     return this.#enqueue('all', sql, params);
+  }
+
+  /** `value`, once every commit made so far is on disk (at once when none waits for its fsync). */
+  #afterSync<V>(value: V): V | Promise<V> {
+    const wal = this.#wal;
+    if (!wal?.busy) return value;
+    return wal.covered().then(() => value);
   }
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
@@ -448,6 +458,8 @@ class WalSync {
   #fd: number | undefined;
   /** Callers waiting for the next fsync (one that starts after they asked). */
   #queued: { resolve: () => void; reject: (e: StoreError) => void }[] = [];
+  /** Callers of the fsync in flight. */
+  #current: { resolve: () => void; reject: (e: StoreError) => void }[] = [];
   #running = false;
   fsyncs = 0;
   /** An fsync is running or asked for: committed work may not be on disk yet. */
@@ -465,8 +477,21 @@ class WalSync {
     });
   }
 
+  /**
+   * Resolves once every commit made before the call is on disk, without asking for an fsync of its
+   * own: every commit has asked for one (`sync`), so the newest is either queued for the next round or
+   * covered by the round in flight.
+   */
+  covered(): Promise<void> {
+    if (!this.busy) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      (this.#queued.length > 0 ? this.#queued : this.#current).push({ resolve, reject });
+    });
+  }
+
   #round(): void {
     const these = this.#queued.splice(0);
+    this.#current = these;
     this.#running = true;
     this.fsyncs++;
     this.#fsyncOnce((err) => {

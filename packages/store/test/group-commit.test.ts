@@ -126,6 +126,33 @@ describe('group commit (SQLite)', () => {
     await s.close();
   });
 
+  test('a read while a commit waits for its fsync runs at once and answers only after that fsync', async () => {
+    const s = await openSqliteStore(fresh(), { migrations: M });
+    const order: string[] = [];
+    const w = s.run('INSERT INTO account VALUES (?, ?)', ['a', 7]).then(() => order.push('write'));
+    // The batch runs after this turn's I/O; by the next turn it is committed and its fsync asked for.
+    await new Promise((r) => setImmediate(r));
+    const st0 = sqliteStoreStats(s)!;
+    assert.equal(st0.commits, 1);
+    // Its fsync returns on the libuv pool, in a later turn: the write has not settled yet.
+    assert.deepEqual(order, []);
+    const r = s
+      .get<{ b: number }>('SELECT balance_minor AS b FROM account WHERE id = ?', ['a'])
+      .then((v) => order.push(`read ${v?.b}`));
+    const all = s.all<{ id: string }>('SELECT id FROM account').then((v) => order.push(`all ${v.length}`));
+    await Promise.all([w, r, all]);
+    const st1 = sqliteStoreStats(s)!;
+    assert.equal(st1.operations, st0.operations, 'the reads were not queued');
+    assert.equal(st1.commits, 1, 'no commit of their own');
+    assert.equal(st1.fsyncs, 1, "no fsync of their own: they shared the write's");
+    assert.deepEqual(
+      order,
+      ['write', 'read 7', 'all 1'],
+      'each read answered no earlier than the write it saw',
+    );
+    await s.close();
+  });
+
   test('a write carried by get or all (INSERT … RETURNING) waits for its commit and fsync like run', async () => {
     const s = await openSqliteStore(fresh(), { migrations: M });
     const before = sqliteStoreStats(s)!;
