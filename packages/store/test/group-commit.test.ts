@@ -135,7 +135,7 @@ describe('group commit (SQLite)', () => {
     const st0 = sqliteStoreStats(s)!;
     assert.equal(st0.commits, 1);
     // Its fsync returns on the libuv pool, in a later turn: the write has not settled yet.
-    assert.deepEqual(order, []);
+    assert.equal(order.length, 0);
     const r = s
       .get<{ b: number }>('SELECT balance_minor AS b FROM account WHERE id = ?', ['a'])
       .then((v) => order.push(`read ${v?.b}`));
