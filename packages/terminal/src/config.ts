@@ -22,6 +22,15 @@ export const TERMINAL_MAX_ATTEMPTS_LIMIT = 10;
 /** Largest config file read. */
 export const TERMINAL_CONFIG_MAX_BYTES = 64 * 1024;
 
+/**
+ * How the terminal holds its TCP connection to the POSP: `per-exchange` opens one for every exchange
+ * and closes it after (short connection, as dial-up and GPRS terminals do); `kept` keeps one open and
+ * reuses it while it is up (long connection, as LAN/IP terminals do).
+ */
+export type TerminalConnection = 'per-exchange' | 'kept';
+/** The allowed values of `connection`, in the order an error names them. */
+export const TERMINAL_CONNECTIONS: readonly TerminalConnection[] = ['per-exchange', 'kept'];
+
 export interface TerminalConfig {
   /** Field 41: 8 printable characters. */
   terminalId: string;
@@ -41,6 +50,8 @@ export interface TerminalConfig {
   pinpadStatePath: string;
   answerTimeoutMs: number;
   connectTimeoutMs: number;
+  /** Short connection per exchange (the default) or one kept connection. */
+  connection: TerminalConnection;
   /** Tries of a pending reversal each time it is due (before a transaction, sign-in, settlement). */
   reversalMaxAttempts: number;
   /** How long one reversal try waits for its 0410. */
@@ -70,6 +81,7 @@ export interface TerminalConfigInput {
   pinpadStatePath?: string;
   answerTimeoutMs?: number;
   connectTimeoutMs?: number;
+  connection?: TerminalConnection;
   reversalMaxAttempts?: number;
   reversalAnswerTimeoutMs?: number;
   settlementMaxAttempts?: number;
@@ -126,6 +138,7 @@ const KNOWN_KEYS = new Set([
   'pinpadStatePath',
   'answerTimeoutMs',
   'connectTimeoutMs',
+  'connection',
   'reversalMaxAttempts',
   'reversalAnswerTimeoutMs',
   'settlementMaxAttempts',
@@ -162,6 +175,9 @@ export function validateTerminalConfig(input: unknown): TerminalConfig {
   const trackEncryption = c.trackEncryption ?? 'tdk';
   if (trackEncryption !== 'tdk' && trackEncryption !== 'none')
     fail('config.trackEncryption', 'must be tdk or none');
+  const connection = c.connection ?? 'per-exchange';
+  if (!TERMINAL_CONNECTIONS.includes(connection as TerminalConnection))
+    fail('config.connection', `must be ${TERMINAL_CONNECTIONS.join(' or ')}`);
   const operator = c.operator === undefined ? '001' : printable(c.operator, 'config.operator', 3);
   const currency = c.currency === undefined ? '156' : str(c.currency, 'config.currency');
   if (!/^[0-9]{3}$/.test(currency)) fail('config.currency', 'must be 3 digits (ISO 4217 numeric)');
@@ -187,6 +203,7 @@ export function validateTerminalConfig(input: unknown): TerminalConfig {
       c.connectTimeoutMs === undefined
         ? TERMINAL_CONNECT_TIMEOUT_MS_DEFAULT
         : int(c.connectTimeoutMs, 'config.connectTimeoutMs', 100, 60_000),
+    connection: connection as TerminalConnection,
     reversalMaxAttempts:
       c.reversalMaxAttempts === undefined
         ? TERMINAL_REVERSAL_MAX_ATTEMPTS_DEFAULT

@@ -3,9 +3,12 @@
  * the terminal leg", ../shared/cup-pos-dialect.md 2.1-2.6): sign-in, purchase, balance inquiry, void
  * and refund, with the PIN pad doing every key operation.
  *
- * One request at a time (a second call while one runs is TERMINAL_BUSY). Each exchange opens a TCP
- * connection to the POSP (short connection, as dial-up and GPRS terminals do), sends one framed
- * message (length | TPDU | header | message) and waits a bounded time for the answer.
+ * One request at a time (a second call while one runs is TERMINAL_BUSY). Each exchange sends one
+ * framed message (length | TPDU | header | message) to the POSP and waits a bounded time for the
+ * answer. With `connection: 'per-exchange'` (the default) it opens a TCP connection for the exchange
+ * and closes it after (short connection, as dial-up and GPRS terminals do); with `'kept'` one
+ * connection is reused while it is up (LAN/IP terminals), and closed after any exchange that did not
+ * end with a believed answer, so that the next one starts on a fresh connection.
  *
  * Before a reversible request (purchase, void: cup-pos-dialect.md 2.3) leaves, a reversal record is
  * written; it is cleared only by a valid answer (MAC verified, 11/41/42 echoed). A missing answer or
@@ -35,7 +38,7 @@ import {
   type TerminalConfigInput,
   validateTerminalConfig,
 } from './config.js';
-import { TerminalError } from './errors.js';
+import { isTerminalError, TerminalError } from './errors.js';
 import { TERMINAL_MIGRATIONS } from './migrations.js';
 import { PinPad, type SlotInfo } from './pinpad.js';
 import {
@@ -321,6 +324,10 @@ export class Terminal {
   readonly #now: () => Date;
   #busy = false;
   #closed = false;
+  /** The kept connection (`connection: 'kept'`) between exchanges, when one is open. */
+  #kept: FramedClient | undefined;
+  /** The request in flight and its STAN: the match key of that frame, read without unpacking it. */
+  #current: { frame: Uint8Array; stan: string } | undefined;
 
   private constructor(config: TerminalConfig, pinPad: PinPad, store: Store, log: Logger, now: () => Date) {
     this.config = config;
@@ -481,9 +488,52 @@ export class Terminal {
     });
   }
 
+  /** Opens a connection to the POSP; answers are matched to the request by STAN (field 11). */
+  #connect(): Promise<FramedClient> {
+    const spec = this.#spec;
+    return FramedClient.connect({
+      host: this.config.posp.host,
+      port: this.config.posp.port,
+      framing: { prefix: 'binary2' },
+      connectTimeoutMs: this.config.connectTimeoutMs,
+      timeoutMs: this.config.answerTimeoutMs,
+      maxInFlight: 1,
+      keyOf: (f) => {
+        const current = this.#current;
+        if (current !== undefined && f === current.frame) return current.stan;
+        return String(unpack(spec, splitCupFrame(f).message).get(11) ?? '');
+      },
+      onUnmatched: (_f, reason) =>
+        this.#log.warn('txn.unmatched-answer', { stan: this.#current?.stan, reason }),
+    });
+  }
+
+  /**
+   * The connection for the next exchange: the kept one while it is still up, else a new one (kept for
+   * the exchanges after when the config says `kept`).
+   */
+  async #connection(): Promise<FramedClient> {
+    const kept = this.#kept;
+    if (kept?.connected) return kept;
+    if (kept) {
+      // Gone since the last exchange (the POSP's idle timeout, a POSP restart...).
+      this.#kept = undefined;
+      await kept.close();
+    }
+    const client = await this.#connect();
+    if (this.#closed) {
+      // close() ran while this connection was being opened: it must not outlive the terminal.
+      await client.close();
+      throw new TerminalError('TERMINAL_CLOSED', 'terminal', 'the terminal has been closed');
+    }
+    if (this.config.connection === 'kept') this.#kept = client;
+    return client;
+  }
+
   /**
    * Sends one frame and waits for its answer. The reversal record (when given) is written after the
-   * connection is up and before the request is written to it.
+   * connection is up and before the request is written to it. A per-exchange connection is closed
+   * after; a kept one stays open only after a believed answer.
    */
   async #exchange(
     frame: Uint8Array,
@@ -497,28 +547,18 @@ export class Terminal {
     const log = this.#log;
     let client: FramedClient;
     try {
-      client = await FramedClient.connect({
-        host: this.config.posp.host,
-        port: this.config.posp.port,
-        framing: { prefix: 'binary2' },
-        connectTimeoutMs: this.config.connectTimeoutMs,
-        timeoutMs: opts.timeoutMs ?? this.config.answerTimeoutMs,
-        maxInFlight: 1,
-        keyOf: (f) => {
-          if (f === frame) return stan;
-          return String(unpack(spec, splitCupFrame(f).message).get(11) ?? '');
-        },
-        onUnmatched: (_f, reason) => log.warn('txn.unmatched-answer', { stan, reason }),
-      });
+      client = await this.#connection();
     } catch (e) {
-      log.warn('txn.not-sent', { stan, code: isNetError(e) ? e.code : 'error' });
+      log.warn('txn.not-sent', { stan, code: isNetError(e) || isTerminalError(e) ? e.code : 'error' });
       return { kind: 'not-sent' };
     }
+    let believed = false;
+    this.#current = { frame, stan };
     try {
       if (writeReversal) await this.#store.transaction(writeReversal);
       let answerFrame: Uint8Array;
       try {
-        answerFrame = await client.request(frame);
+        answerFrame = await client.request(frame, opts.timeoutMs ?? this.config.answerTimeoutMs);
       } catch (e) {
         log.warn('txn.no-answer', { stan, code: isNetError(e) ? e.code : 'error' });
         return { kind: 'no-answer', reason: '98' };
@@ -555,9 +595,17 @@ export class Terminal {
         log.warn('txn.echo-mismatch', { stan });
         return { kind: 'echo-mismatch', reason: '06' };
       }
+      believed = true;
       return { kind: 'answer', answer };
     } finally {
-      await client.close();
+      this.#current = undefined;
+      // After anything but a believed answer the next exchange starts on a fresh connection: a late
+      // answer to this request can then never arrive where the next request waits.
+      const keep = believed && this.#kept === client;
+      if (!keep) {
+        if (this.#kept === client) this.#kept = undefined;
+        await client.close();
+      }
     }
   }
 
@@ -1647,6 +1695,10 @@ export class Terminal {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // The kept connection first (bounded: FramedClient.close destroys the socket after 500 ms).
+    const kept = this.#kept;
+    this.#kept = undefined;
+    await kept?.close();
     await this.#store.close();
     this.pinPad.close();
   }

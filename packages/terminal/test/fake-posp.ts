@@ -24,7 +24,7 @@ import {
   startResponse,
   unpack,
 } from '@openposp/iso8583';
-import { FramedServer } from '@openposp/net';
+import { FramedServer, type ServerStats } from '@openposp/net';
 
 export type PospMode =
   | 'approve'
@@ -101,6 +101,8 @@ export class FakePosp {
   readonly seen: SeenRequest[] = [];
   batchNumber = '000007';
   balanceMinor = 1_234_567;
+  /** Each answer is made when its request arrives and sent this much later (late answers). */
+  answerDelayMs = 0;
   #rrn = 0;
   #server: FramedServer | undefined;
 
@@ -112,12 +114,22 @@ export class FakePosp {
     return this.#server!.port;
   }
 
+  /** Connections accepted and open (the terminal's `connection` setting decides how many). */
+  stats(): ServerStats {
+    return this.#server!.stats();
+  }
+
   async listen(): Promise<void> {
     this.#server = await FramedServer.listen({
       host: '127.0.0.1',
       port: 0,
       framing: { prefix: 'binary2' },
-      handler: async (frame) => this.#handle(frame),
+      handler: async (frame) => {
+        const answer = this.#handle(frame);
+        const delayMs = this.answerDelayMs;
+        if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+        return answer;
+      },
     });
   }
 

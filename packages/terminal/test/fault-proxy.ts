@@ -6,6 +6,7 @@
  * - `drop-answer`: the request reaches the POSP (which acts on it), the answer is thrown away and the
  *   terminal's connection is closed: the "delivered, no answer" failure;
  * - `duplicate-answer`: every answer is delivered twice.
+ * `dropConnections()` closes every open connection, as a POSP's idle timeout or restart does.
  */
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
@@ -56,6 +57,11 @@ export class FaultProxy {
         if (this.mode === 'duplicate-answer') client.write(frame);
       }
     });
+  }
+
+  /** Closes every connection open now (both sides); new ones are still accepted. */
+  dropConnections(): void {
+    for (const s of this.#sockets) s.destroy();
   }
 
   async close(): Promise<void> {

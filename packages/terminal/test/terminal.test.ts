@@ -14,6 +14,7 @@ import { TERMINAL_MIGRATIONS } from '../src/migrations.js';
 import { PINPAD_SCRYPT_N_MIN } from '../src/pinpad.js';
 import { startTerminal, TERMINAL_SLOTS, type Terminal, type TerminalConfigInput } from '../src/index.js';
 import { FakePosp, oddKey } from './fake-posp.js';
+import { FaultProxy } from './fault-proxy.js';
 
 const TRACK2 = '6222021234567890123=27121011234567890';
 const PAN = '6222021234567890123';
@@ -383,6 +384,135 @@ describe('POSP unreachable', () => {
   });
 });
 
+/** Waits (at most `limitMs`) until `cond` holds: the other side of a TCP close is seen a little later. */
+async function waitFor(cond: () => boolean, limitMs = 2000): Promise<void> {
+  const until = Date.now() + limitMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+const sleepMs = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe("connection setting: 'per-exchange' (default) or 'kept'", () => {
+  const posp = new FakePosp(oddKey());
+  before(() => posp.listen());
+  after(() => posp.close());
+  const card = { track2: TRACK2 };
+
+  /** Runs `fn` on a signed-in terminal and closes it even when an assertion fails (no open socket left). */
+  async function withTerminal(
+    on: FakePosp,
+    extra: Partial<TerminalConfigInput>,
+    fn: (t: Terminal) => Promise<void>,
+  ): Promise<void> {
+    const t = await signedIn(on, extra);
+    try {
+      await fn(t);
+    } finally {
+      await t.close();
+      on.mode = 'approve';
+      on.answerDelayMs = 0;
+    }
+  }
+
+  for (const [connection, accepted] of [
+    [undefined, 4],
+    ['per-exchange', 4],
+    ['kept', 1],
+  ] as const) {
+    test(`${connection ?? 'default'}: a sign-in and three purchases open ${accepted} TCP connection(s)`, async () => {
+      const from = posp.stats().accepted;
+      await withTerminal(posp, connection ? { connection } : {}, async (t) => {
+        for (const amountMinor of [101, 102, 103])
+          assert.equal((await t.purchase({ card, amountMinor, pin: PIN })).status, 'approved');
+        assert.equal(posp.stats().accepted - from, accepted);
+      });
+      // close() closed the kept connection too: nothing stays open on the POSP.
+      await waitFor(() => posp.stats().connections === 0);
+    });
+  }
+
+  test('kept: a connection the POSP closed between two purchases is opened again', async () => {
+    const proxy = new FaultProxy(posp.port);
+    await proxy.listen();
+    try {
+      const extra = { connection: 'kept', posp: { host: '127.0.0.1', port: proxy.port } } as const;
+      await withTerminal(posp, extra, async (t) => {
+        const from = posp.stats().accepted;
+        assert.equal((await t.purchase({ card, amountMinor: 201, pin: PIN })).status, 'approved');
+        proxy.dropConnections();
+        await waitFor(() => posp.stats().connections === 0);
+        await sleepMs(50);
+        const r = await t.purchase({ card, amountMinor: 202, pin: PIN });
+        assert.equal(r.status, 'approved');
+        assert.equal(r.autoReversal, undefined);
+        assert.equal(await t.pendingReversal(), undefined);
+        assert.equal(posp.stats().accepted - from, 1);
+      });
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('kept: after a timed-out exchange the next one is on a new connection; the late answer is not taken', async () => {
+    await withTerminal(posp, { connection: 'kept', answerTimeoutMs: 1000 }, async (t) => {
+      const from = posp.stats().accepted;
+      // The first answer is made at once (balance 111) and sent at 1500 ms, after the 1000 ms timeout and
+      // while the second inquiry (sent at about 1000 ms, answered at about 1800 ms) waits for its own.
+      posp.balanceMinor = 111;
+      posp.answerDelayMs = 1500;
+      try {
+        const first = await t.balanceInquiry({ card, pin: PIN });
+        assert.equal(first.status, 'no-answer');
+        posp.balanceMinor = 222;
+        posp.answerDelayMs = 800;
+        const second = await t.balanceInquiry({ card, pin: PIN });
+        assert.equal(second.status, 'approved');
+        assert.equal(second.balanceMinor, 222);
+        assert.equal(Number(second.stan), Number(first.stan) + 1);
+      } finally {
+        posp.balanceMinor = 1_234_567;
+      }
+      assert.equal(posp.stats().accepted - from, 1);
+      // The late answer went to the closed connection: the terminal never saw it, not even as unmatched.
+      const unmatched = logLines.filter(
+        (l) => l.includes('txn.unmatched-answer') && l.includes(t.config.terminalId),
+      );
+      assert.deepEqual(unmatched, []);
+    });
+  });
+
+  test('kept: after a bad answer MAC the reversal and the next purchase go on a new connection', async () => {
+    await withTerminal(posp, { connection: 'kept' }, async (t) => {
+      const from = posp.stats().accepted;
+      posp.mode = 'bad-mac';
+      const bad = await t.purchase({ card, amountMinor: 301, pin: PIN });
+      posp.mode = 'approve';
+      assert.equal(bad.status, 'mac-failed');
+      assert.equal(posp.stats().accepted - from, 0);
+      const next = await t.purchase({ card, amountMinor: 302, pin: PIN });
+      assert.equal(next.autoReversal?.status, 'reversed');
+      assert.equal(next.status, 'approved');
+      assert.equal(posp.stats().accepted - from, 1);
+    });
+  });
+
+  test('kept: when the POSP is gone, the purchase is no-answer with nothing sent and no reversal', async () => {
+    const gone = new FakePosp(oddKey());
+    await gone.listen();
+    await withTerminal(gone, { connection: 'kept' }, async (t) => {
+      const sent = gone.seen.length;
+      await gone.close();
+      const r = await t.purchase({ card, amountMinor: 401, pin: PIN });
+      assert.equal(r.status, 'no-answer');
+      assert.equal(r.reversalPending, false);
+      assert.equal(await t.pendingReversal(), undefined);
+      assert.equal(gone.seen.length, sent);
+    });
+  });
+});
+
 describe('track data block (UnionPay TDK encryption)', () => {
   test('TDB = the 8 bytes ending one byte before the last (doc.xrtinfo.com §4.4.2 example)', () => {
     // 37 digits 1234567890123456789=0508201781999168302 pack to 20 bytes; TDB2 = 08 20 17 81 99 91 68 30.
@@ -475,6 +605,7 @@ describe('config', () => {
     assert.equal(c.answerTimeoutMs, 30_000);
     assert.equal(c.connectTimeoutMs, 5_000);
     assert.equal(c.trackEncryption, 'tdk');
+    assert.equal(c.connection, 'per-exchange');
     assert.deepEqual(c.tpdu, { destination: 3, source: 0 });
     assert.equal(c.databasePath, join('/tmp/x', 'terminal.sqlite'));
     assert.equal(c.pinpadStatePath, join('/tmp/x', 'pinpad.sealed'));
@@ -490,6 +621,7 @@ describe('config', () => {
     ],
     [{ header: '6031' }, 'config.header: must be 12 decimal digits'],
     [{ trackEncryption: 'aes' }, 'config.trackEncryption: must be tdk or none'],
+    [{ connection: 'long' }, 'config.connection: must be per-exchange or kept'],
     [{ answerTimeoutMs: 0 }, 'config.answerTimeoutMs: must be an integer from 100 to 300000'],
     [{ colour: 'red' }, 'config.colour: is not a known setting'],
   ] as const) {
