@@ -40,6 +40,10 @@ test('posp load: bounds on --terminals, --duration and --rate are named errors',
       ['--terminals', '2', '--duration', '2', '--posp-nodes', '1', '--processes'],
       'posp load: --processes runs one POSP process: it does not take --posp-nodes\n',
     ],
+    [
+      ['--terminals', '2', '--duration', '2', '--connection', 'long'],
+      'posp load: --connection: must be per-exchange or kept\n',
+    ],
   ];
   for (const [args, err] of cases) {
     const r = await runPosp(['load', ...args]);
@@ -52,6 +56,12 @@ test('posp load: bounds on --terminals, --duration and --rate are named errors',
     durationS: 5,
     rate: 50,
     json: true,
+  });
+  assert.deepEqual(parseLoadArgs(['--terminals', '3', '--duration', '5', '--connection', 'per-exchange']), {
+    terminals: 3,
+    durationS: 5,
+    json: false,
+    connection: 'per-exchange',
   });
 });
 

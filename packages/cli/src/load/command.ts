@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { TERMINAL_CONNECTIONS, type TerminalConnection } from '@openposp/terminal';
 import { describeError, parseFlags, postgresUrlFlag, required } from '../args.js';
 import { CliError } from '../errors.js';
 import type { Io } from '../main.js';
@@ -22,6 +23,7 @@ import {
 
 const USAGE = `usage: posp load --terminals N --duration S [--rate R] [--json] [--dir D]
                  [--db postgres://USER@HOST:PORT/DB] [--posp-nodes N] [--processes]
+                 [--connection kept|per-exchange]
 
   Starts the network (HSM, two issuers, switch, POSP) in this process over loopback TCP and drives it
   with N simulated terminals (1..${LOAD_TERMINALS_MAX}) for S seconds (1..${LOAD_DURATION_MAX_S}): each signs in,
@@ -40,6 +42,9 @@ const USAGE = `usage: posp load --terminals N --duration S [--rate R] [--json] [
   terminal k talks to node k mod N. More than one needs --db.
   --processes: every party (HSM, issuers, switch, POSP) in a process of its own, as posp up runs
   them; this process keeps the terminals. Also prints each process's CPU ms per authorization.
+  --connection: how each terminal holds its TCP connection to the POSP: kept (the default: one long
+  connection, as LAN/IP terminals do) or per-exchange (a new one for every exchange, as dial-up and
+  GPRS terminals do).
 `;
 
 function intFlag(v: string, name: string, min: number, max: number): number {
@@ -56,7 +61,7 @@ export interface LoadArgs extends Omit<LoadOptions, 'dir' | 'progress'> {
 
 export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
   const f = parseFlags(args, {
-    values: ['terminals', 'duration', 'rate', 'dir', 'db', 'posp-nodes'],
+    values: ['terminals', 'duration', 'rate', 'dir', 'db', 'posp-nodes', 'connection'],
     switches: ['json', 'help', 'processes'],
   });
   if (f.switches.has('help')) return 'help';
@@ -66,6 +71,9 @@ export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
   const dir = f.values.get('dir');
   const db = postgresUrlFlag(f, 'db');
   const nodes = f.values.get('posp-nodes');
+  const connection = f.values.get('connection');
+  if (connection !== undefined && !(TERMINAL_CONNECTIONS as readonly string[]).includes(connection))
+    throw new CliError('CLI_REQUEST_INVALID', `--connection: must be ${TERMINAL_CONNECTIONS.join(' or ')}`);
   const pospNodes = nodes === undefined ? undefined : intFlag(nodes, 'posp-nodes', 1, LOAD_POSP_NODES_MAX);
   if (pospNodes !== undefined && f.switches.has('processes'))
     throw new CliError(
@@ -86,6 +94,7 @@ export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
     ...(db !== undefined ? { db } : {}),
     ...(pospNodes !== undefined ? { pospNodes } : {}),
     ...(f.switches.has('processes') ? { processes: true } : {}),
+    ...(connection !== undefined ? { connection: connection as TerminalConnection } : {}),
   };
 }
 
@@ -100,7 +109,7 @@ export function textOfLoad(r: LoadResult): string {
     .map(([k, n]) => `${k} ${n}`)
     .join(', ');
   return [
-    `terminals   ${r.terminals}, ${r.rate !== undefined ? `open loop at ${r.rate}/s` : 'closed loop'}, ${r.elapsedS} s`,
+    `terminals   ${r.terminals}, ${r.rate !== undefined ? `open loop at ${r.rate}/s` : 'closed loop'}, ${r.elapsedS} s, connection ${r.connection}`,
     `posp        ${r.cpuMsPerAuthByProcess ? 'every party in its own process' : r.pospNodes === undefined ? 'in this process' : `${r.pospNodes} node${r.pospNodes > 1 ? 's' : ''} (processes)`}, state in ${r.database === 'postgres' ? 'PostgreSQL' : 'SQLite'}`,
     `throughput  ${r.tps} authorizations/s (approved)`,
     `latency     p50 ${r.p50Ms} ms  p95 ${r.p95Ms} ms  p99 ${r.p99Ms} ms`,
@@ -136,6 +145,7 @@ export async function loadCommand(args: string[], io: Io): Promise<number> {
       ...(a.db !== undefined ? { db: a.db } : {}),
       ...(a.pospNodes !== undefined ? { pospNodes: a.pospNodes } : {}),
       ...(a.processes ? { processes: true } : {}),
+      ...(a.connection !== undefined ? { connection: a.connection } : {}),
       dir,
       ...(a.json
         ? {}

@@ -32,7 +32,13 @@ import { createPostgresDatabase, isPostgresUrl } from '@openposp/store';
 import { openSealedLmk, type RunningHsm } from '@openposp/hsm';
 import { type IssuerHandle, loadIssuerConfig, startIssuer } from '@openposp/issuer';
 import { loadSwitchConfigFile, startSwitch, type SwitchHandle } from '@openposp/switch';
-import { loadTerminalConfig, PINPAD_SCRYPT_N_MIN, startTerminal, type Terminal } from '@openposp/terminal';
+import {
+  loadTerminalConfig,
+  PINPAD_SCRYPT_N_MIN,
+  startTerminal,
+  type Terminal,
+  type TerminalConnection,
+} from '@openposp/terminal';
 import { CliError } from '../errors.js';
 import { hasManifest, layoutOf, type NetworkManifest, readManifest } from '../network/layout.js';
 import {
@@ -85,7 +91,12 @@ export interface LoadOptions {
    * this process keeps only the terminals. The figures then give each process's CPU per authorization.
    */
   processes?: boolean;
+  /** How each terminal holds its connection to the POSP (terminal config `connection`); default `kept`. */
+  connection?: TerminalConnection;
 }
+
+/** The terminals' connection when `connection` is not given: one kept connection each. */
+export const LOAD_CONNECTION_DEFAULT: TerminalConnection = 'kept';
 
 export interface LoadResult {
   tps: number;
@@ -107,6 +118,8 @@ export interface LoadResult {
   database: 'sqlite' | 'postgres';
   /** POSP child processes, when the POSP did not run in this process. */
   pospNodes?: number;
+  /** How the terminals held their connections. */
+  connection: TerminalConnection;
 }
 
 /** Nearest-rank percentile of sorted values (0 when empty). */
@@ -191,9 +204,13 @@ async function startServices(m: NetworkManifest, hsm: RunningHsm, pospNodes?: nu
   }
 }
 
-async function openLoadTerminal(t: LoadTerminal, pospPort: number): Promise<Terminal> {
+async function openLoadTerminal(
+  t: LoadTerminal,
+  pospPort: number,
+  connection: TerminalConnection,
+): Promise<Terminal> {
   const base = loadTerminalConfig(t.config);
-  const config = { ...base, posp: { ...base.posp, port: pospPort } };
+  const config = { ...base, posp: { ...base.posp, port: pospPort }, connection };
   const secret = fromHex(readFileSync(t.deviceSecretFile, 'utf8').trim(), 'deviceSecret');
   try {
     return await startTerminal(config, { deviceSecret: secret, pinPadScryptN: PINPAD_SCRYPT_N_MIN });
@@ -260,7 +277,9 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       ports = services.ports;
     }
     for (const [k, t] of load.terminals.slice(0, opts.terminals).entries())
-      terminals.push(await openLoadTerminal(t, ports[k % ports.length]!));
+      terminals.push(
+        await openLoadTerminal(t, ports[k % ports.length]!, opts.connection ?? LOAD_CONNECTION_DEFAULT),
+      );
     for (const [k, t] of terminals.entries()) {
       const r = await t.signIn();
       if (r.status !== 'approved')
@@ -271,6 +290,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     return {
       ...(await drive(terminals, opts, children)),
       database: isPostgresUrl(m.posp.database) ? 'postgres' : 'sqlite',
+      connection: opts.connection ?? LOAD_CONNECTION_DEFAULT,
       ...(opts.pospNodes !== undefined ? { pospNodes: opts.pospNodes } : {}),
     };
   } finally {
@@ -309,7 +329,7 @@ async function drive(
   terminals: Terminal[],
   opts: LoadOptions,
   children: readonly ServiceProcess[] = [],
-): Promise<Omit<LoadResult, 'database' | 'pospNodes'>> {
+): Promise<Omit<LoadResult, 'database' | 'pospNodes' | 'connection'>> {
   const childCpu0 = children.map((c) => processCpuMs(c.child.pid));
   let latencies = new Float64Array(1 << 16);
   let count = 0;
