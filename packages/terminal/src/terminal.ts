@@ -415,6 +415,38 @@ export class Terminal {
   }
 
   /** Next STAN, persisted before use: 1..999999, then 1 again. */
+  /**
+   * The STAN the next financial request will carry and the open batch, read without taking the STAN:
+   * `#claimStan`, in the transaction that writes the request's reversal or advice record (or alone, for
+   * a request that writes none), makes it used. A request that never leaves (no connection) leaves the
+   * STAN free for the next one: it was never on the wire. Terminal operations run one at a time
+   * (`#exclusive`), so nothing else takes a STAN in between.
+   */
+  async #peekStan(): Promise<{ stan: string; batch: string; last: number }> {
+    const row = await this.#store.get<{ last_stan: number; batch_number: number }>(
+      'SELECT last_stan, batch_number FROM terminal_state WHERE id = 1',
+    );
+    const next = row!.last_stan >= STAN_MAX ? 1 : row!.last_stan + 1;
+    return { stan: pad6(next), batch: pad6(row!.batch_number), last: row!.last_stan };
+  }
+
+  /**
+   * Makes `stan` the last used, inside `tx`, when the last used is still `last` (both from
+   * `#peekStan`); TERMINAL_BUSY when another operation on this terminal's state took one meanwhile.
+   */
+  async #claimStan(tx: Queryable, stan: string, last: number): Promise<void> {
+    const r = await tx.run('UPDATE terminal_state SET last_stan = ? WHERE id = 1 AND last_stan = ?', [
+      Number(stan),
+      last,
+    ]);
+    if (r.changes !== 1)
+      throw new TerminalError(
+        'TERMINAL_BUSY',
+        'terminal_state.last_stan',
+        `STAN ${stan} was taken by another operation on this terminal's state meanwhile`,
+      );
+  }
+
   async #nextStan(): Promise<string> {
     return this.#store.transaction(async (tx) => {
       const row = await tx.get<{ last_stan: number }>('SELECT last_stan FROM terminal_state WHERE id = 1');
@@ -531,8 +563,9 @@ export class Terminal {
   }
 
   /**
-   * Sends one frame and waits for its answer. The reversal record (when given) is written after the
-   * connection is up and before the request is written to it. A per-exchange connection is closed
+   * Sends one frame and waits for its answer. `writeReversal` (when given: a financial request's STAN
+   * claim with its reversal or advice record, one transaction) is written after the connection is up
+   * and before the request is written to it. A per-exchange connection is closed
    * after; a kept one stays open only after a believed answer.
    */
   async #exchange(
@@ -844,8 +877,7 @@ export class Terminal {
     // PIN entry first: a bad PIN is refused before a STAN is used.
     const pinBlock =
       t.pin === undefined ? undefined : this.pinPad.encryptPinBlockIso0(TERMINAL_SLOTS.pik, t.pin, card.pan);
-    const stan = await this.#nextStan();
-    const batch = await this.#batchNumber();
+    const { stan, batch, last } = await this.#peekStan();
     const when = this.#clock();
     const encryptTrack = this.config.trackEncryption === 'tdk' && card.track2 !== undefined;
     const posEntry = `${card.entry === 'magstripe' ? '02' : '01'}${pinBlock ? '1' : '2'}`;
@@ -936,13 +968,12 @@ export class Terminal {
             );
           }
         : undefined;
-    const out = await this.#exchange(
-      frame,
-      stan,
-      t.mti === '0200' ? '0210' : '0230',
-      true,
-      writeReversal ?? writeAdvice,
-    );
+    // The STAN is taken in the same transaction as the record (one commit before the request leaves).
+    const record = writeReversal ?? writeAdvice;
+    const out = await this.#exchange(frame, stan, t.mti === '0200' ? '0210' : '0230', true, async (tx) => {
+      await this.#claimStan(tx, stan, last);
+      if (record) await record(tx);
+    });
     const base = {
       type: t.type,
       amountMinor: t.amountMinor,

@@ -498,6 +498,49 @@ describe("connection setting: 'per-exchange' (default) or 'kept'", () => {
     });
   });
 
+  test('a purchase that never left (no connection) does not use up its STAN: the next request carries it', async () => {
+    const t = await signedIn(posp);
+    const cfg = t.config;
+    const r1 = await t.purchase({ card, amountMinor: 301, pin: PIN });
+    assert.equal(r1.status, 'approved');
+    await t.close();
+    // Nothing listens on this port: the purchase is refused at connect, before any record is written.
+    const { createServer } = await import('node:net');
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+    const deadPort = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const down = await start({ ...cfg, posp: { host: '127.0.0.1', port: deadPort } });
+    const r2 = await down.purchase({ card, amountMinor: 302, pin: PIN });
+    assert.equal(r2.status, 'no-answer');
+    assert.equal(r2.reversalPending, false);
+    assert.equal(Number(r2.stan), Number(r1.stan) + 1);
+    assert.equal(await down.pendingReversal(), undefined);
+    await down.close();
+    const up = await start(cfg);
+    try {
+      const seenBefore = posp.seen.length;
+      const r3 = await up.purchase({ card, amountMinor: 303, pin: PIN });
+      assert.equal(r3.status, 'approved');
+      assert.equal(r3.stan, r2.stan, 'the STAN that never reached the wire is the next one used');
+      assert.deepEqual(
+        posp.seen.slice(seenBefore).map((x) => x.fields[11]),
+        [r3.stan],
+        'one request, carrying that STAN',
+      );
+    } finally {
+      await up.close();
+    }
+    // The state file: the last STAN used is the approved purchase's.
+    const st = await openSqliteStore(cfg.databasePath, { migrations: TERMINAL_MIGRATIONS });
+    try {
+      const row = await st.get<{ last_stan: number }>('SELECT last_stan FROM terminal_state WHERE id = 1');
+      assert.equal(row?.last_stan, Number(r2.stan));
+    } finally {
+      await st.close();
+    }
+  });
+
   test('kept: when the POSP is gone, the purchase is no-answer with nothing sent and no reversal', async () => {
     const gone = new FakePosp(oddKey());
     await gone.listen();
