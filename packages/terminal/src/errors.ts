@@ -25,7 +25,8 @@ export const TERMINAL_ERROR_CODES = {
   TERMINAL_NOT_SIGNED_IN: 'the terminal has no working keys: sign in first',
   TERMINAL_REVERSAL_PENDING:
     'a reversal record is pending and could not be sent: no other online transaction until it is acknowledged',
-  TERMINAL_BUSY: 'the terminal is already running a transaction (one request at a time)',
+  TERMINAL_BUSY:
+    'the terminal is already running a transaction (one request at a time), or another operation on the same terminal state took the STAN this request read',
   TERMINAL_ORIGINAL_NOT_FOUND:
     'the original transaction of a void is not in the current batch, or cannot be voided',
   TERMINAL_BATCH_FULL:
