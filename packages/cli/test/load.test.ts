@@ -3,6 +3,9 @@
  * the whole chain in process, asserting the JSON shape, approvals, no errors and ordered percentiles.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseLoadArgs } from '../src/load/command.js';
 import { LOAD_DURATION_MAX_S, LOAD_TERMINALS_MAX, percentile } from '../src/load/run.js';
@@ -90,8 +93,10 @@ test('posp load --terminals 2 --duration 2 --json: the whole chain, approvals, n
   assert.ok(j.p50Ms! > 0 && j.p50Ms! <= j.p95Ms! && j.p95Ms! <= j.p99Ms!, 'p50 <= p95 <= p99');
 });
 
-test('posp load --processes: every party in its own process, the CPU each one used per authorization', async () => {
-  const r = await runPosp(['load', '--terminals', '2', '--duration', '2', '--processes']);
+test('posp load --processes: every party in its own process, the CPU each one used per authorization; a reused --dir settles open batches first', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'openposp-load-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const r = await runPosp(['load', '--terminals', '2', '--duration', '2', '--processes', '--dir', dir]);
   assert.equal(r.code, 0, r.err);
   assert.match(r.out, /^posp {8}every party in its own process, state in SQLite$/m);
   const line = /^ {12}(.*) ms per authorization \(service processes\)$/m.exec(r.out);
@@ -106,4 +111,21 @@ test('posp load --processes: every party in its own process, the CPU each one us
   // Every service worked for every authorization: none of them can have used no CPU at all.
   for (const [k, v] of Object.entries(byProcess)) assert.ok(v > 0, `${k}: ${v}`);
   assert.match(r.out, /^errors {6}0$/m);
+  assert.match(r.out, /connection kept$/m);
+  // The same directory again: both terminals' purchases of the first run are still in open batches.
+  const again = await runPosp([
+    'load',
+    '--terminals',
+    '2',
+    '--duration',
+    '1',
+    '--connection',
+    'per-exchange',
+    '--dir',
+    dir,
+  ]);
+  assert.equal(again.code, 0, again.err);
+  assert.match(again.err, /^2 terminals settled their open batches$/m);
+  assert.match(again.out, /connection per-exchange$/m);
+  assert.match(again.out, /^errors {6}0$/m);
 });

@@ -65,9 +65,8 @@ export const LOAD_DATABASE_PREFIX = 'openposp_load';
 /** Each purchase's amount, minor units (1.00). */
 export const LOAD_AMOUNT_MINOR = 100;
 /**
- * A terminal settles (0500) after this many purchases: its batch holds at most 999, and the terminal
- * reads its whole open batch before each purchase (to refuse one its 0500 could not carry), so a long
- * batch makes the terminal, not the network, slower. Settlement time is not counted as latency.
+ * A terminal settles (0500) after this many purchases (its batch holds at most 999), and before the
+ * timed run when its batch is not empty (a reused directory). Settlement time is not counted as latency.
  */
 export const LOAD_SETTLE_EVERY = 200;
 /** How often the progress line is refreshed, ms. */
@@ -285,6 +284,20 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       if (r.status !== 'approved')
         throw new CliError('CLI_INTERNAL', `sign-in of load terminal ${k + 1}: ${r.status}`);
     }
+    // Each run starts from closed batches: a directory reused run after run would otherwise carry each
+    // terminal's unsettled purchases over until the batch is full (TERMINAL_BATCH_FULL).
+    let settled = 0;
+    for (const [k, t] of terminals.entries()) {
+      if ((await t.batchEntries()).length === 0) continue;
+      const s = await t.settle();
+      if (s.status !== 'balanced' && s.status !== 'uploaded')
+        throw new CliError(
+          'CLI_INTERNAL',
+          `settlement of load terminal ${k + 1} before the run: ${s.status}`,
+        );
+      settled++;
+    }
+    if (settled > 0) say(`${settled} terminals settled their open batches`);
     say(`${terminals.length} terminals signed in; running ${opts.durationS} s`);
     const children = network?.services ?? [];
     return {
