@@ -44,6 +44,10 @@ test('posp load: bounds on --terminals, --duration and --rate are named errors',
       'posp load: --processes runs one POSP process: it does not take --posp-nodes\n',
     ],
     [
+      ['--terminals', '2', '--duration', '2', '--warmup', '-1'],
+      `posp load: --warmup: must be an integer from 0 to ${LOAD_DURATION_MAX_S}\n`,
+    ],
+    [
       ['--terminals', '2', '--duration', '2', '--connection', 'long'],
       'posp load: --connection: must be per-exchange or kept\n',
     ],
@@ -119,6 +123,8 @@ test('posp load --processes: every party in its own process, the CPU each one us
     '2',
     '--duration',
     '1',
+    '--warmup',
+    '1',
     '--connection',
     'per-exchange',
     '--dir',
@@ -126,6 +132,7 @@ test('posp load --processes: every party in its own process, the CPU each one us
   ]);
   assert.equal(again.code, 0, again.err);
   assert.match(again.err, /^2 terminals settled their open batches$/m);
-  assert.match(again.out, /connection per-exchange$/m);
+  assert.match(again.out, /after 1 s of warm-up, connection per-exchange$/m);
+  assert.match(again.err, /^warm-up: \d+ approved, 0 errors/m);
   assert.match(again.out, /^errors {6}0$/m);
 });

@@ -23,7 +23,7 @@ import {
 
 const USAGE = `usage: posp load --terminals N --duration S [--rate R] [--json] [--dir D]
                  [--db postgres://USER@HOST:PORT/DB] [--posp-nodes N] [--processes]
-                 [--connection kept|per-exchange]
+                 [--connection kept|per-exchange] [--warmup S]
 
   Starts the network (HSM, two issuers, switch, POSP) in this process over loopback TCP and drives it
   with N simulated terminals (1..${LOAD_TERMINALS_MAX}) for S seconds (1..${LOAD_DURATION_MAX_S}): each signs in,
@@ -45,6 +45,8 @@ const USAGE = `usage: posp load --terminals N --duration S [--rate R] [--json] [
   --connection: how each terminal holds its TCP connection to the POSP: kept (the default: one long
   connection, as LAN/IP terminals do) or per-exchange (a new one for every exchange, as dial-up and
   GPRS terminals do).
+  --warmup S: run the same load S seconds first (0..${LOAD_DURATION_MAX_S}), not counted: Node compiles
+  each party's hot paths over the first seconds, so a short run from cold measures compilation too.
 `;
 
 function intFlag(v: string, name: string, min: number, max: number): number {
@@ -61,7 +63,7 @@ export interface LoadArgs extends Omit<LoadOptions, 'dir' | 'progress'> {
 
 export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
   const f = parseFlags(args, {
-    values: ['terminals', 'duration', 'rate', 'dir', 'db', 'posp-nodes', 'connection'],
+    values: ['terminals', 'duration', 'rate', 'dir', 'db', 'posp-nodes', 'connection', 'warmup'],
     switches: ['json', 'help', 'processes'],
   });
   if (f.switches.has('help')) return 'help';
@@ -72,6 +74,7 @@ export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
   const db = postgresUrlFlag(f, 'db');
   const nodes = f.values.get('posp-nodes');
   const connection = f.values.get('connection');
+  const warmup = f.values.get('warmup');
   if (connection !== undefined && !(TERMINAL_CONNECTIONS as readonly string[]).includes(connection))
     throw new CliError('CLI_REQUEST_INVALID', `--connection: must be ${TERMINAL_CONNECTIONS.join(' or ')}`);
   const pospNodes = nodes === undefined ? undefined : intFlag(nodes, 'posp-nodes', 1, LOAD_POSP_NODES_MAX);
@@ -95,6 +98,7 @@ export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
     ...(pospNodes !== undefined ? { pospNodes } : {}),
     ...(f.switches.has('processes') ? { processes: true } : {}),
     ...(connection !== undefined ? { connection: connection as TerminalConnection } : {}),
+    ...(warmup !== undefined ? { warmupS: intFlag(warmup, 'warmup', 0, LOAD_DURATION_MAX_S) } : {}),
   };
 }
 
@@ -109,7 +113,7 @@ export function textOfLoad(r: LoadResult): string {
     .map(([k, n]) => `${k} ${n}`)
     .join(', ');
   return [
-    `terminals   ${r.terminals}, ${r.rate !== undefined ? `open loop at ${r.rate}/s` : 'closed loop'}, ${r.elapsedS} s, connection ${r.connection}`,
+    `terminals   ${r.terminals}, ${r.rate !== undefined ? `open loop at ${r.rate}/s` : 'closed loop'}, ${r.elapsedS} s${r.warmupS ? ` after ${r.warmupS} s of warm-up` : ''}, connection ${r.connection}`,
     `posp        ${r.cpuMsPerAuthByProcess ? 'every party in its own process' : r.pospNodes === undefined ? 'in this process' : `${r.pospNodes} node${r.pospNodes > 1 ? 's' : ''} (processes)`}, state in ${r.database === 'postgres' ? 'PostgreSQL' : 'SQLite'}`,
     `throughput  ${r.tps} authorizations/s (approved)`,
     `latency     p50 ${r.p50Ms} ms  p95 ${r.p95Ms} ms  p99 ${r.p99Ms} ms`,
@@ -146,6 +150,7 @@ export async function loadCommand(args: string[], io: Io): Promise<number> {
       ...(a.pospNodes !== undefined ? { pospNodes: a.pospNodes } : {}),
       ...(a.processes ? { processes: true } : {}),
       ...(a.connection !== undefined ? { connection: a.connection } : {}),
+      ...(a.warmupS !== undefined ? { warmupS: a.warmupS } : {}),
       dir,
       ...(a.json
         ? {}

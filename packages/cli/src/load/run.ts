@@ -75,6 +75,11 @@ export const LOAD_PROGRESS_MS = 1_000;
 export interface LoadOptions {
   terminals: number;
   durationS: number;
+  /**
+   * Seconds of the same load run first and not counted (0 when undefined): Node's JIT compiles the
+   * hot paths of every party over the first seconds, so short runs from cold measure compilation too.
+   */
+  warmupS?: number;
   /** Open loop at this many authorizations/s; closed loop when undefined. */
   rate?: number;
   /** The network directory: set up here when it holds none, reused (and extended) otherwise. */
@@ -119,6 +124,8 @@ export interface LoadResult {
   pospNodes?: number;
   /** How the terminals held their connections. */
   connection: TerminalConnection;
+  /** Seconds of load run before the counted run, when any. */
+  warmupS?: number;
 }
 
 /** Nearest-rank percentile of sorted values (0 when empty). */
@@ -298,10 +305,16 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       settled++;
     }
     if (settled > 0) say(`${settled} terminals settled their open batches`);
-    say(`${terminals.length} terminals signed in; running ${opts.durationS} s`);
     const children = network?.services ?? [];
+    if (opts.warmupS !== undefined && opts.warmupS > 0) {
+      say(`${terminals.length} terminals signed in; warming up ${opts.warmupS} s (not counted)`);
+      const w = await drive(terminals, { ...opts, durationS: opts.warmupS }, []);
+      say(`warm-up: ${w.approved} approved, ${w.errors} errors, ${w.tps} auth/s`);
+    }
+    say(`${terminals.length} terminals signed in; running ${opts.durationS} s`);
     return {
       ...(await drive(terminals, opts, children)),
+      ...(opts.warmupS !== undefined && opts.warmupS > 0 ? { warmupS: opts.warmupS } : {}),
       database: isPostgresUrl(m.posp.database) ? 'postgres' : 'sqlite',
       connection: opts.connection ?? LOAD_CONNECTION_DEFAULT,
       ...(opts.pospNodes !== undefined ? { pospNodes: opts.pospNodes } : {}),
@@ -342,7 +355,7 @@ async function drive(
   terminals: Terminal[],
   opts: LoadOptions,
   children: readonly ServiceProcess[] = [],
-): Promise<Omit<LoadResult, 'database' | 'pospNodes' | 'connection'>> {
+): Promise<Omit<LoadResult, 'database' | 'pospNodes' | 'connection' | 'warmupS'>> {
   const childCpu0 = children.map((c) => processCpuMs(c.child.pid));
   let latencies = new Float64Array(1 << 16);
   let count = 0;
