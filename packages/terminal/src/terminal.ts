@@ -414,7 +414,6 @@ export class Terminal {
     };
   }
 
-  /** Next STAN, persisted before use: 1..999999, then 1 again. */
   /**
    * The STAN the next financial request will carry and the open batch, read without taking the STAN:
    * `#claimStan`, in the transaction that writes the request's reversal or advice record (or alone, for
@@ -447,6 +446,7 @@ export class Terminal {
       );
   }
 
+  /** Next STAN, persisted before use: 1..999999, then 1 again (sign-in and settlement messages). */
   async #nextStan(): Promise<string> {
     return this.#store.transaction(async (tx) => {
       const row = await tx.get<{ last_stan: number }>('SELECT last_stan FROM terminal_state WHERE id = 1');

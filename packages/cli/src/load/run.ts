@@ -2,7 +2,9 @@
  * The load run: a network directory (set up once, then reused), its HSM, issuers, switch and POSP started
  * in this process over loopback TCP from their own config files (as packages/cli/src/chaos does, without
  * fault proxies), and N simulated terminals (the real `@openposp/terminal`: PIN pad, MAC, track
- * encryption, SQLite state, one TCP connection per exchange) that sign in and then buy with PINs.
+ * encryption, SQLite state; one kept TCP connection each, or one per exchange with `connection`) that
+ * sign in, settle any batch a reused directory left open, and then buy with PINs (after `warmupS` seconds
+ * of the same load that are not counted, when given).
  *
  * Closed loop (no rate): each terminal starts its next purchase when the last one is answered.
  * Open loop (rate R/s for the whole run): purchase i is due at t0 + i/R; a free terminal takes the next
