@@ -340,39 +340,47 @@ export class SwitchService {
     if (link === undefined) return this.#refuse(tx, '15', 'no_issuer', true);
     if (!link.connected) return this.#refuse(tx, '91', 'issuer_down', true);
 
-    // 5. Journal before anything leaves: a crash after sending must leave a visible pending row.
-    try {
-      tx.journalId = await this.#journal.recordRequest(this.#journalRequest(tx));
-    } catch (e) {
-      this.#log.error('journal_failed', { conn: tx.conn.id, step: 'record_request', error: errorCode(e) });
-      return this.#refuse(tx, '96', 'hsm_failed', true);
-    }
-
-    // 6. The message for the issuer: field 33, the PIN block under the issuer's ZPK, a MAC under its ZAK.
+    // 5. Journal before anything leaves: a crash after sending must leave a visible pending row. The PIN
+    //    translation (6) runs in the HSM meanwhile: it changes nothing anywhere, and its result is used
+    //    only once the journal row is written (a journal failure still answers 96 first, as before).
     const fwd = req.clone();
     fwd.set(33, this.#cfg.institutionId);
     const pinBlock = req.get(52);
-    if (pinBlock instanceof Uint8Array) {
-      try {
-        const translated = await this.#hsmCall('translatePinZpkToZpk', () =>
-          this.#hsm.translatePinZpkToZpk({
-            pinBlock,
-            format: 0,
-            pan: facts.pan,
-            zpkIn: acquirer.zpk,
-            zpkOut: link.zpk,
-            formatOut: 0,
-          }),
-        );
-        fwd.set(52, translated);
-      } catch (e) {
-        const reply = (e as { reply?: unknown }).reply;
-        if (typeof reply === 'string' && PIN_DATA_REPLIES.has(reply))
-          return this.#refuse(tx, '30', 'pin_invalid', true);
-        this.#log.error('hsm_failed', { conn: tx.conn.id, step: 'translate_pin', error: errorCode(e) });
-        return this.#refuse(tx, '96', 'hsm_failed', true);
-      }
+    const [journaled, translated] = await Promise.allSettled([
+      this.#journal.recordRequest(this.#journalRequest(tx)),
+      pinBlock instanceof Uint8Array
+        ? this.#hsmCall('translatePinZpkToZpk', () =>
+            this.#hsm.translatePinZpkToZpk({
+              pinBlock,
+              format: 0,
+              pan: facts.pan!,
+              zpkIn: acquirer.zpk,
+              zpkOut: link.zpk,
+              formatOut: 0,
+            }),
+          )
+        : Promise.resolve(undefined),
+    ]);
+    if (journaled.status === 'rejected') {
+      this.#log.error('journal_failed', {
+        conn: tx.conn.id,
+        step: 'record_request',
+        error: errorCode(journaled.reason),
+      });
+      return this.#refuse(tx, '96', 'hsm_failed', true);
     }
+    tx.journalId = journaled.value;
+
+    // 6. The message for the issuer: field 33, the PIN block under the issuer's ZPK, a MAC under its ZAK.
+    if (translated.status === 'rejected') {
+      const e: unknown = translated.reason;
+      const reply = (e as { reply?: unknown }).reply;
+      if (typeof reply === 'string' && PIN_DATA_REPLIES.has(reply))
+        return this.#refuse(tx, '30', 'pin_invalid', true);
+      this.#log.error('hsm_failed', { conn: tx.conn.id, step: 'translate_pin', error: errorCode(e) });
+      return this.#refuse(tx, '96', 'hsm_failed', true);
+    }
+    if (translated.value !== undefined) fwd.set(52, translated.value);
     let fwdFrame: Uint8Array;
     try {
       fwdFrame = await this.#hsmCall('generateMac', () => packWithMac(this.#hsm, link.zak, fwd));
@@ -409,30 +417,38 @@ export class SwitchService {
     }
     if (resp.mti !== responseMtiOf(req.mti) || text(resp, 39) === undefined)
       return this.#refuse(tx, '91', 'issuer_malformed', true);
-    let respMac: Awaited<ReturnType<typeof checkMessageMac>>;
-    try {
-      respMac = await this.#hsmCall('verifyMac', () => checkMessageMac(this.#hsm, link.zak, resp, respFrame));
-    } catch (e) {
-      this.#log.error('hsm_failed', { conn: tx.conn.id, step: 'verify_issuer_mac', error: errorCode(e) });
+    // 8. The issuer's MAC is checked, and the answer for the acquirer MACed under its ZAK, in one trip to
+    //    the HSM: the answer's MAC is used only when the issuer's verified (otherwise 91, as before). A PIN
+    //    block never travels back.
+    const out = resp.clone();
+    out.unset(52);
+    const [verified, maced] = await Promise.allSettled([
+      this.#hsmCall('verifyMac', () => checkMessageMac(this.#hsm, link.zak, resp, respFrame)),
+      this.#hsmCall('generateMac', () => packWithMac(this.#hsm, acquirer.zak, out)),
+    ]);
+    if (verified.status === 'rejected') {
+      this.#log.error('hsm_failed', {
+        conn: tx.conn.id,
+        step: 'verify_issuer_mac',
+        error: errorCode(verified.reason),
+      });
       return this.#refuse(tx, '96', 'hsm_failed', true);
     }
-    if (respMac !== 'ok') return this.#refuse(tx, '91', 'issuer_mac_failed', true);
-
-    // 8. The issuer's answer, MACed for the acquirer. A PIN block never travels back.
-    resp.unset(52);
-    let answer: Uint8Array;
-    try {
-      answer = await this.#hsmCall('generateMac', () => packWithMac(this.#hsm, acquirer.zak, resp));
-    } catch (e) {
-      this.#log.error('hsm_failed', { conn: tx.conn.id, step: 'mac_for_acquirer', error: errorCode(e) });
+    if (verified.value !== 'ok') return this.#refuse(tx, '91', 'issuer_mac_failed', true);
+    if (maced.status === 'rejected') {
+      this.#log.error('hsm_failed', {
+        conn: tx.conn.id,
+        step: 'mac_for_acquirer',
+        error: errorCode(maced.reason),
+      });
       return this.#refuse(tx, '96', 'hsm_failed', true);
     }
     return {
-      frame: answer,
+      frame: maced.value,
       outcome: 'answered',
-      responseCode: text(resp, 39)!,
-      responseMti: resp.mti,
-      authCode: text(resp, 38),
+      responseCode: text(out, 39)!,
+      responseMti: out.mti,
+      authCode: text(out, 38),
     };
   }
 
