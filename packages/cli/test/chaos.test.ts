@@ -72,6 +72,16 @@ test('arguments: each bad value is refused with its exact message, exit 2', asyn
     json: true,
     help: false,
   });
+  assert.throws(
+    () =>
+      parseChaosArgs(['--seed', '3', '--transactions', '5', '--fault-rate', '.1', '--connection', 'long']),
+    { message: '--connection: must be per-exchange or kept' },
+  );
+  assert.equal(
+    parseChaosArgs(['--seed', '3', '--transactions', '5', '--fault-rate', '.1', '--connection', 'kept'])
+      .connection,
+    'kept',
+  );
 });
 
 test('no faults: every invariant holds (the auditor does not cry wolf); --json prints exactly the shape', async () => {
@@ -152,3 +162,13 @@ for (const id of IDS) {
     assert.equal(r.invariants.find((x) => x.id === id)?.ok, true, `${id}: ${await failureOf(id)}`);
   });
 }
+
+test('a chaos run with kept terminal connections (200 transactions, seed 9, 10% faults, kills): every invariant holds', async () => {
+  const r = await runChaos({ seed: 9, transactions: 200, faultRate: 0.1, connection: 'kept' });
+  assert.ok(r.faultsInjected > 0, 'faults were injected');
+  assert.deepEqual(
+    r.details.failures.map((f) => `${f.id}: ${f.details.join('; ')}`),
+    [],
+  );
+  assert.equal(r.ok, true);
+});

@@ -3,12 +3,14 @@
  * network under faults, then the auditor of docs/invariants.md. Exit 0 when every invariant holds,
  * 1 when one fails, 2 on a usage error.
  */
+import { TERMINAL_CONNECTIONS, type TerminalConnection } from '@openposp/terminal';
 import { describeError, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import type { Io } from '../main.js';
 import { CHAOS_TRANSACTIONS_MAX, type ChaosReport, runChaos } from './run.js';
 
 const USAGE = `usage: posp chaos --seed N --transactions N --fault-rate R [--json] [--dir D]
+                  [--connection per-exchange|kept]
 
   Sets up a fresh network (in D, default a new posp-chaos-* folder under the OS temp dir), puts a
   fault-injecting proxy on every leg, runs N transactions on three terminals with faults at rate R
@@ -17,6 +19,8 @@ const USAGE = `usage: posp chaos --seed N --transactions N --fault-rate R [--jso
   then checks the invariants of docs/invariants.md. Prints the seed to replay. Exit 1 when one fails.
   --json prints {"seed","transactions","faultsInjected","reversals","singleSided":{"found","resolved"},
   "invariants":[{"id","ok"}],"ok"} and nothing else on stdout.
+  --connection: how the terminals hold their TCP connection to the POSP (terminal config
+  \`connection\`): per-exchange (the default) or kept.
 `;
 
 /** Width of the progress bar, characters. */
@@ -35,10 +39,11 @@ export function parseChaosArgs(args: readonly string[]): {
   faultRate: number;
   json: boolean;
   dir?: string;
+  connection?: TerminalConnection;
   help: boolean;
 } {
   const f = parseFlags(args, {
-    values: ['seed', 'transactions', 'fault-rate', 'dir'],
+    values: ['seed', 'transactions', 'fault-rate', 'dir', 'connection'],
     switches: ['json', 'help'],
   });
   if (f.switches.has('help')) return { seed: 0, transactions: 0, faultRate: 0, json: false, help: true };
@@ -52,12 +57,16 @@ export function parseChaosArgs(args: readonly string[]): {
   if (!/^[0-9]*\.?[0-9]+$/.test(r) || !(faultRate >= 0 && faultRate <= 1))
     throw new CliError('CLI_REQUEST_INVALID', '--fault-rate: must be a number from 0 to 1');
   const dir = f.values.get('dir');
+  const connection = f.values.get('connection');
+  if (connection !== undefined && !(TERMINAL_CONNECTIONS as readonly string[]).includes(connection))
+    throw new CliError('CLI_REQUEST_INVALID', `--connection: must be ${TERMINAL_CONNECTIONS.join(' or ')}`);
   return {
     seed,
     transactions,
     faultRate,
     json: f.switches.has('json'),
     ...(dir ? { dir } : {}),
+    ...(connection !== undefined ? { connection: connection as TerminalConnection } : {}),
     help: false,
   };
 }
@@ -110,6 +119,7 @@ export async function chaosCommand(args: string[], io: Io): Promise<number> {
       transactions: opts.transactions,
       faultRate: opts.faultRate,
       ...(opts.dir ? { dir: opts.dir } : {}),
+      ...(opts.connection ? { connection: opts.connection } : {}),
       onProgress: progress,
       say: opts.json ? () => {} : err,
     });

@@ -23,7 +23,12 @@ import { openSealedLmk, type RunningHsm, serveHsm } from '@openposp/hsm';
 import { type IssuerHandle, loadIssuerConfig, startIssuer } from '@openposp/issuer';
 import { createLogger } from '@openposp/net';
 import { loadSwitchConfigFile, startSwitch, type SwitchHandle } from '@openposp/switch';
-import { loadTerminalConfig, startTerminal, type Terminal } from '@openposp/terminal';
+import {
+  loadTerminalConfig,
+  startTerminal,
+  type Terminal,
+  type TerminalConnection,
+} from '@openposp/terminal';
 import { type FaultPlan, FaultProxy } from '@openposp/testkit';
 import type { NetworkManifest } from '../network/layout.js';
 
@@ -59,7 +64,8 @@ export interface ChaosNetwork {
   /** The same for one issuer. */
   killIssuer(id: string, downMs: number): Promise<void>;
   /** Opens a terminal of the directory, talking to the terminal-leg proxy. */
-  openTerminal(id: string): Promise<Terminal>;
+  /** Opens a terminal of the network (its own `connection` setting unless one is given). */
+  openTerminal(id: string, connection?: TerminalConnection): Promise<Terminal>;
   /** Sets every proxy's plan (pass-through when undefined). */
   setPlans(plan: ((leg: LegName) => FaultPlan) | undefined): void;
   close(): Promise<void>;
@@ -150,7 +156,7 @@ export async function startChaosNetwork(m: NetworkManifest, seed: number): Promi
         await sleep(downMs);
         issuers.set(id, await startIssuer(issuerConfigs.get(id)!));
       },
-      async openTerminal(id) {
+      async openTerminal(id, connection) {
         const t = m.terminals.find((x) => x.terminalId === id)!;
         const config = loadTerminalConfig(t.config);
         const secret = fromHex(readFileSync(t.deviceSecretFile, 'utf8').trim(), 'deviceSecret');
@@ -159,6 +165,7 @@ export async function startChaosNetwork(m: NetworkManifest, seed: number): Promi
             ...config,
             posp: { host: m.host, port: toPosp.port },
             answerTimeoutMs: CHAOS_TIMEOUTS_MS.terminalAnswer,
+            ...(connection ? { connection } : {}),
           },
           {
             deviceSecret: secret,

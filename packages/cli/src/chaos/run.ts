@@ -20,6 +20,7 @@ import {
   PINPAD_SCRYPT_N_MIN,
   type RefundAdviceResult,
   type Terminal,
+  type TerminalConnection,
   type TransactionResult,
 } from '@openposp/terminal';
 import { createPrng, FAULT_KINDS, type Prng, randomFaultPlan } from '@openposp/testkit';
@@ -45,6 +46,8 @@ export interface ChaosOptions {
   faultRate: number;
   /** The network's directory (default: a new one under the OS temp dir). */
   dir?: string;
+  /** How the terminals hold their connection to the POSP (terminal config `connection`). */
+  connection?: TerminalConnection;
   /** Called after each transaction (progress bar). */
   onProgress?: (done: number, total: number, faults: number) => void;
   /** Phase lines (stderr). */
@@ -159,7 +162,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const outcomes: Record<string, number> = {};
   const kills: string[] = [];
   try {
-    for (const t of m.terminals) terminals.set(t.terminalId, await net.openTerminal(t.terminalId));
+    for (const t of m.terminals)
+      terminals.set(t.terminalId, await net.openTerminal(t.terminalId, opts.connection));
     for (const [id, t] of terminals) {
       const r = await t.signIn();
       if (r.status !== 'approved') throw new Error(`${id}: sign-in ${r.status} before the run`);
