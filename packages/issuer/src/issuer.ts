@@ -597,9 +597,11 @@ export class Issuer {
 
   /**
    * Answers one request. Never throws for a decline; rejects only for a bug. HSM or database failures
-   * are answered 96 and not recorded (nothing happened, a retry is processed afresh).
+   * are answered 96 and not recorded (nothing happened, a retry is processed afresh). `opts.panToken`:
+   * the token of `req.pan`, already asked of the HSM (`panToken`) by a caller that sent it beside the
+   * request's MAC check; a failure of it is answered 96 as here.
    */
-  async authorize(req: IssuerRequest): Promise<IssuerAnswer> {
+  async authorize(req: IssuerRequest, opts: { panToken?: Promise<string> } = {}): Promise<IssuerAnswer> {
     const type = typeOf(req.mti, req.processingCode);
     if ((type === 'void' || type === 'refund') && req.original === undefined) {
       return { responseCode: '30', type, replay: false, reason: 'field 90 (original data elements) missing' };
@@ -609,7 +611,7 @@ export class Issuer {
     }
     let token: string;
     try {
-      token = await this.panToken(req.pan);
+      token = await (opts.panToken ?? this.panToken(req.pan));
     } catch (e) {
       return { responseCode: '96', type, replay: false, reason: `PAN token: ${errorCode(e)}` };
     }
