@@ -154,6 +154,14 @@ export async function startNetworkProcesses(
   const checkInterrupted = () => {
     if (interrupted) throw new ServiceStartError(`${interrupted} while starting the network`);
   };
+  /** One service started, kept for stop(), and reported up. */
+  const up = (s: ServiceProcess) =>
+    progress(`${s.name.padEnd(13)} up on ${m.host}:${s.port} (pid ${s.child.pid})`);
+  const start = async (name: string, args: string[], port: number): Promise<ServiceProcess> => {
+    const s = await startServiceProcess(name, args, port, m.host, m.logs);
+    services.push(s);
+    return s;
+  };
   try {
     const hsmArgs = [
       'hsm',
@@ -167,9 +175,10 @@ export async function startNetworkProcesses(
     ];
     for (const c of m.hsm.components) hsmArgs.push('--component', c);
     hsmArgs.push('--audit', m.hsm.audit);
-    services.push(await startServiceProcess('hsm', hsmArgs, m.hsm.port, m.host, m.logs));
+    const hsm = await start('hsm', hsmArgs, m.hsm.port);
     checkInterrupted();
-    progress(`hsm           up on ${m.host}:${m.hsm.port} (pid ${services.at(-1)!.child.pid})`);
+    up(hsm);
+    // Started together, kept in the manifest's order.
     const issuers = await Promise.allSettled(
       m.issuers.map((i) =>
         startServiceProcess(
@@ -184,28 +193,9 @@ export async function startNetworkProcesses(
     for (const r of issuers) if (r.status === 'fulfilled') services.push(r.value);
     const failed = issuers.find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
-    for (const s of services.slice(1))
-      progress(`${s.name.padEnd(13)} up on ${m.host}:${s.port} (pid ${s.child.pid})`);
-    services.push(
-      await startServiceProcess(
-        'switch',
-        ['switch', 'serve', '--config', m.switch.config],
-        m.switch.port,
-        m.host,
-        m.logs,
-      ),
-    );
-    progress(`switch        up on ${m.host}:${m.switch.port} (pid ${services.at(-1)!.child.pid})`);
-    services.push(
-      await startServiceProcess(
-        'posp',
-        ['acquirer', 'serve', '--config', m.posp.config],
-        m.posp.port,
-        m.host,
-        m.logs,
-      ),
-    );
-    progress(`posp          up on ${m.host}:${m.posp.port} (pid ${services.at(-1)!.child.pid})`);
+    for (const s of services.slice(1)) up(s);
+    up(await start('switch', ['switch', 'serve', '--config', m.switch.config], m.switch.port));
+    up(await start('posp', ['acquirer', 'serve', '--config', m.posp.config], m.posp.port));
     checkInterrupted();
   } catch (e) {
     await stop();
