@@ -41,6 +41,16 @@ function each(title: string, fn: (d: DialectName, target: string) => Promise<voi
 
 const open = (target: string): Promise<Store> => openStore(target, { migrations: ACQUIRER_MIGRATIONS });
 
+/** Two nodes' stores on one database for `fn`, closed after it whatever it does. */
+async function onTwoNodes(target: string, fn: (stores: Store[]) => Promise<void>): Promise<void> {
+  const stores = [await open(target), await open(target)];
+  try {
+    await fn(stores);
+  } finally {
+    for (const s of stores) await s.close();
+  }
+}
+
 const lmk = createTestLmk({ allowTestLmk: true, warn: () => {} });
 const hsm = new LocalHsm(new Hsm({ lmk, sensitiveActivities: [] }));
 const vault = new PanVault(
@@ -145,9 +155,8 @@ describe('journal', () => {
     }
   });
 
-  each('two nodes journal one identity at once: one entry, both see its RRN', async (_d, target) => {
-    const stores = [await open(target), await open(target)];
-    try {
+  each('two nodes journal one identity at once: one entry, both see its RRN', async (_d, target) =>
+    onTwoNodes(target, async (stores) => {
       const js = stores.map((s) => new Journal(s));
       for (let round = 0; round < 5; round++) {
         const e = entry();
@@ -162,16 +171,13 @@ describe('journal', () => {
         ),
       );
       assert.equal(new Set(many.map((r) => r.entry.rrn)).size, 40);
-    } finally {
-      for (const s of stores) await s.close();
-    }
-  });
+    }),
+  );
 });
 
 describe('terminal table', () => {
-  each('a sign-in stored by node 1 is read by node 2; a restart of node 2 keeps it', async (_d, target) => {
-    const stores = [await open(target), await open(target)];
-    try {
+  each('a sign-in stored by node 1 is read by node 2; a restart of node 2 keeps it', async (_d, target) =>
+    onTwoNodes(target, async (stores) => {
       const now = () => '2026-11-25T02:00:00.000Z';
       const [t1, t2] = stores.map((s) => new TerminalTable(s, hsm, now));
       const reg = { terminalId: 'TERM0001', merchantId: 'MERCHANT0000001', tmk };
@@ -184,16 +190,13 @@ describe('terminal table', () => {
       assert.equal((await t1!.get('TERM0001'))?.tpk, 'S-tpk');
       await t2!.storeWorkingKeys('TERM0001', { tpk: 'S-tpk2', tak: 'S-tak2', tdk: 'S-tdk2' }, '20261126');
       assert.equal((await t1!.get('TERM0001'))?.tak, 'S-tak2');
-    } finally {
-      for (const s of stores) await s.close();
-    }
-  });
+    }),
+  );
 });
 
 describe('store and forward', () => {
-  each('two workers on one database: every due advice is sent once, then done', async (_d, target) => {
-    const stores = [await open(target), await open(target)];
-    try {
+  each('two workers on one database: every due advice is sent once, then done', async (_d, target) =>
+    onTwoNodes(target, async (stores) => {
       const zak = (await hsm.generateZoneKey(zmk, 'ZAK')).keyBlock;
       const journal = new Journal(stores[0]!);
       const queue = new SafQueue(stores[0]!);
@@ -269,10 +272,8 @@ describe('store and forward', () => {
         (await journal.inState('unknown')).map((e) => e.reversalState).sort(),
         Array(N).fill('reversed'),
       );
-    } finally {
-      for (const s of stores) await s.close();
-    }
-  });
+    }),
+  );
 
   each(
     'a claim is a lease: a second claim of the same due advice fails; a stale lease writes nothing',
