@@ -872,12 +872,12 @@ export class Terminal {
     const autoReversal = await this.#reverseBeforeNext();
     // Then a refund advice whose answer was lost: repeated (0221) until answered, before anything new.
     const refundAdvice = await this.#adviseBeforeNext();
-    if (t.type !== 'balance-inquiry') await this.#checkBatchRoom(t.type, t.amountMinor);
+    const { stan, batch, last } = await this.#peekStan();
+    if (t.type !== 'balance-inquiry') await this.#checkBatchRoom(t.type, t.amountMinor, batch);
     const { card } = t;
     // PIN entry first: a bad PIN is refused before a STAN is used.
     const pinBlock =
       t.pin === undefined ? undefined : this.pinPad.encryptPinBlockIso0(TERMINAL_SLOTS.pik, t.pin, card.pan);
-    const { stan, batch, last } = await this.#peekStan();
     const when = this.#clock();
     const encryptTrack = this.config.trackEncryption === 'tdk' && card.track2 !== undefined;
     const posEntry = `${card.entry === 'magstripe' ? '02' : '01'}${pinBlock ? '1' : '2'}`;
@@ -1434,13 +1434,14 @@ export class Terminal {
   }
 
   /** Refuses a new purchase, void or refund that the 0500's totals could not carry. */
-  async #checkBatchRoom(type: TransactionType, amountMinor: number): Promise<void> {
+  /** Refuses a request the open batch `batch` (from `#peekStan`) could not carry in its 0500. */
+  async #checkBatchRoom(type: TransactionType, amountMinor: number, batch: string): Promise<void> {
     const side = settlementSideOf(type);
     // The batch's count and total on this side, summed by SQLite (no row of the batch is read here).
     const sideTypes = side === 'debit' ? ['purchase', 'purchase'] : ['void', 'refund'];
     const agg = await this.#store.get<{ n: number; total: number | null }>(
       'SELECT COUNT(*) AS n, SUM(amount_minor) AS total FROM batch_entries WHERE batch_number = ? AND txn_type IN (?, ?)',
-      [Number(await this.#batchNumber()), ...sideTypes],
+      [Number(batch), ...sideTypes],
     );
     const count = agg?.n ?? 0;
     const total = agg?.total ?? 0;
