@@ -3,6 +3,7 @@
  * boolean switches, positionals. Unknown flags are an error (a typo must not become a default).
  */
 import { isPostgresUrl } from '@openposp/store';
+import { TERMINAL_CONNECTIONS, type TerminalConnection } from '@openposp/terminal';
 import { CliError } from './errors.js';
 
 export interface FlagSpec {
@@ -64,6 +65,14 @@ export function postgresUrlFlag(f: ParsedFlags, name: string): string | undefine
   if (v !== undefined && !isPostgresUrl(v))
     throw new CliError('CLI_REQUEST_INVALID', `--${name}: must be a postgres:// or postgresql:// URL`);
   return v;
+}
+
+/** An optional `--connection` flag: how terminals hold their TCP connection to the POSP. */
+export function connectionFlag(f: ParsedFlags): TerminalConnection | undefined {
+  const v = f.values.get('connection');
+  if (v !== undefined && !(TERMINAL_CONNECTIONS as readonly string[]).includes(v))
+    throw new CliError('CLI_REQUEST_INVALID', `--connection: must be ${TERMINAL_CONNECTIONS.join(' or ')}`);
+  return v as TerminalConnection | undefined;
 }
 
 /** An optional TCP port flag (1..65535, or 0 when allowed). */

@@ -3,8 +3,8 @@
  * network under faults, then the auditor of docs/invariants.md. Exit 0 when every invariant holds,
  * 1 when one fails, 2 on a usage error.
  */
-import { TERMINAL_CONNECTIONS, type TerminalConnection } from '@openposp/terminal';
-import { describeError, parseFlags } from '../args.js';
+import type { TerminalConnection } from '@openposp/terminal';
+import { connectionFlag, describeError, parseFlags } from '../args.js';
 import { CliError } from '../errors.js';
 import type { Io } from '../main.js';
 import { CHAOS_TRANSACTIONS_MAX, type ChaosReport, runChaos } from './run.js';
@@ -57,16 +57,14 @@ export function parseChaosArgs(args: readonly string[]): {
   if (!/^[0-9]*\.?[0-9]+$/.test(r) || !(faultRate >= 0 && faultRate <= 1))
     throw new CliError('CLI_REQUEST_INVALID', '--fault-rate: must be a number from 0 to 1');
   const dir = f.values.get('dir');
-  const connection = f.values.get('connection');
-  if (connection !== undefined && !(TERMINAL_CONNECTIONS as readonly string[]).includes(connection))
-    throw new CliError('CLI_REQUEST_INVALID', `--connection: must be ${TERMINAL_CONNECTIONS.join(' or ')}`);
+  const connection = connectionFlag(f);
   return {
     seed,
     transactions,
     faultRate,
     json: f.switches.has('json'),
     ...(dir ? { dir } : {}),
-    ...(connection !== undefined ? { connection: connection as TerminalConnection } : {}),
+    ...(connection !== undefined ? { connection } : {}),
     help: false,
   };
 }

@@ -6,8 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { TERMINAL_CONNECTIONS, type TerminalConnection } from '@openposp/terminal';
-import { describeError, parseFlags, postgresUrlFlag, required } from '../args.js';
+import { connectionFlag, describeError, parseFlags, postgresUrlFlag, required } from '../args.js';
 import { CliError } from '../errors.js';
 import type { Io } from '../main.js';
 import {
@@ -73,10 +72,8 @@ export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
   const dir = f.values.get('dir');
   const db = postgresUrlFlag(f, 'db');
   const nodes = f.values.get('posp-nodes');
-  const connection = f.values.get('connection');
+  const connection = connectionFlag(f);
   const warmup = f.values.get('warmup');
-  if (connection !== undefined && !(TERMINAL_CONNECTIONS as readonly string[]).includes(connection))
-    throw new CliError('CLI_REQUEST_INVALID', `--connection: must be ${TERMINAL_CONNECTIONS.join(' or ')}`);
   const pospNodes = nodes === undefined ? undefined : intFlag(nodes, 'posp-nodes', 1, LOAD_POSP_NODES_MAX);
   if (pospNodes !== undefined && f.switches.has('processes'))
     throw new CliError(
@@ -97,7 +94,7 @@ export function parseLoadArgs(args: string[]): LoadArgs | 'help' {
     ...(db !== undefined ? { db } : {}),
     ...(pospNodes !== undefined ? { pospNodes } : {}),
     ...(f.switches.has('processes') ? { processes: true } : {}),
-    ...(connection !== undefined ? { connection: connection as TerminalConnection } : {}),
+    ...(connection !== undefined ? { connection } : {}),
     ...(warmup !== undefined ? { warmupS: intFlag(warmup, 'warmup', 0, LOAD_DURATION_MAX_S) } : {}),
   };
 }
